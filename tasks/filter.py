@@ -1,0 +1,108 @@
+"""Stage `filter`: the JAX poisoning gate. Detectors are fit on the trusted reference, their thresholds
+calibrated to a false-positive rate on trusted rows they did not see, and applied to the incoming batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks import detectors
+from tasks.config import Workspace
+from tasks.data import read_table, row_ids, schema_from_reference, to_arrays, write_table
+
+
+@dataclass
+class FilterResult:
+    scores: dict[str, np.ndarray]
+    thresholds: dict[str, float]
+
+    @property
+    def flags(self) -> dict[str, np.ndarray]:
+        return {name: s > self.thresholds[name] for name, s in self.scores.items()}
+
+    @property
+    def quarantined(self) -> np.ndarray:
+        return np.any(np.stack(list(self.flags.values())), axis=0)
+
+    def reasons(self) -> list[str]:
+        out = []
+        for i in range(len(self.quarantined)):
+            out.append("; ".join(
+                f"{name} {self.scores[name][i]:.3g} > {self.thresholds[name]:.3g}"
+                for name, flag in self.flags.items() if flag[i]
+            ))
+        return out
+
+
+def calibrate(name: str, options: dict[str, Any], X: np.ndarray, y: np.ndarray, fpr: float, folds: int, seed: int):
+    """Fit on all trusted rows; threshold = the (1 - fpr) quantile of k-fold out-of-sample trusted scores."""
+    order = np.random.default_rng(seed).permutation(len(X))
+    held_out = []
+    for part in np.array_split(order, folds):
+        rest = np.setdiff1d(order, part)
+        held_out.append(detectors.make(name, options).fit(X[rest], y[rest]).score(X[part], y[part]))
+    threshold = float(np.quantile(np.concatenate(held_out), 1.0 - fpr))
+    return detectors.make(name, options).fit(X, y), threshold
+
+
+def run_filter(X_ref, y_ref, X, y, cfg: dict[str, Any]) -> FilterResult:
+    scores, thresholds = {}, {}
+    for name, options in cfg["detectors"].items():
+        detector, thresholds[name] = calibrate(
+            name, options, X_ref, y_ref, float(cfg["false_positive_rate"]), int(cfg["calibration_folds"]), int(cfg["seed"])
+        )
+        scores[name] = np.asarray(detector.score(X, y), np.float64)
+    return FilterResult(scores, thresholds)
+
+
+def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: list[str], scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The quarantined rows as received, plus why: nothing is dropped, everything is explained."""
+    out = batch.loc[mask].copy()
+    out["quarantine_reason"] = [r for r, m in zip(reasons, mask) if m]
+    for name, s in scores.items():
+        out[f"score_{name}"] = s[mask]
+    return out
+
+
+def filter_batch(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    """Write data/clean.parquet (reference + accepted rows) and data/quarantine.parquet.
+
+    A batch whose quarantined share passes filter.max_quarantine_share is refused whole: all of it goes to
+    quarantine and no clean dataset is written."""
+    cfg = params["filter"]
+    reference, batch = read_table(ws.reference), read_table(ws.incoming)
+    schema = schema_from_reference(reference, params["data"], ws.reference)
+    X_ref, y_ref = to_arrays(reference, schema)
+    X, y = to_arrays(batch, schema)
+    result = run_filter(X_ref, y_ref, X, y, cfg)
+    mask, reasons = result.quarantined, result.reasons()
+    share = float(mask.mean()) if len(mask) else 0.0
+    refused = share > float(cfg["max_quarantine_share"])
+    if refused:
+        refusal = f"batch refused: {share:.0%} of rows flagged > filter.max_quarantine_share {cfg['max_quarantine_share']}"
+        reasons = [f"{refusal}; {r}" if r else refusal for r in reasons]
+        mask = np.ones(len(batch), dtype=bool)
+    write_table(quarantine_frame(batch, mask, reasons, result.scores), ws.quarantine)
+    if not refused:
+        write_table(pd.concat([reference, batch.loc[~mask, reference.columns]], ignore_index=True), ws.clean)
+    ids = row_ids(batch, schema)
+    return {
+        "passed": not refused,
+        "rows": len(batch),
+        "quarantined": int(mask.sum()),
+        "quarantined_share": share,
+        "max_quarantine_share": float(cfg["max_quarantine_share"]),
+        "thresholds": result.thresholds,
+        "flagged_by": {name: int(f.sum()) for name, f in result.flags.items()},
+        "quarantined_rows": [
+            {"id": _plain(ids[i]), "reason": reasons[i],
+             "scores": {name: float(s[i]) for name, s in result.scores.items()}}
+            for i in np.flatnonzero(mask)
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

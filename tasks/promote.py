@@ -1,0 +1,76 @@
+"""Stage `promote`: the promotion gate. The candidate is judged on the golden holdout, against absolute
+floors and against the current champion; every check is recorded with its value and threshold."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from tasks import model as models
+from tasks.config import Workspace
+from tasks.data import read_table, schema_from_reference, to_arrays
+from tasks.train import predict_proba
+
+
+def evaluate(graphdef, params, spec: dict[str, Any], X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    pred = np.asarray(predict_proba(graphdef, params, models.scale(X, spec))).argmax(axis=1)
+    n = len(spec["classes"])
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    recall = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    return {
+        "accuracy": float((pred == y).mean()),
+        "class_recall": {str(c): float(r) for c, r in zip(spec["classes"], recall)},
+        "confusion": confusion.tolist(),
+    }
+
+
+def _check(name: str, value: float | None, threshold: float, passed: bool | None) -> dict[str, Any]:
+    return {"check": name, "value": value, "threshold": threshold, "passed": passed}
+
+
+def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, cv: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    worst_class = min(candidate["class_recall"].values())
+    checks = [
+        _check("holdout accuracy >= floor", candidate["accuracy"], cfg["min_accuracy"], candidate["accuracy"] >= cfg["min_accuracy"]),
+        _check("every class recall >= floor", worst_class, cfg["min_class_recall"], worst_class >= cfg["min_class_recall"]),
+        _check("cv fold spread <= bound", cv["spread"], cfg["max_cv_spread"], cv["spread"] <= cfg["max_cv_spread"]),
+    ]
+    if champion is None:  # the first model only has to clear the floors
+        checks += [_check("accuracy drop vs champion <= bound", None, cfg["max_accuracy_drop"], None),
+                   _check("largest class recall drop vs champion <= bound", None, cfg["max_class_recall_drop"], None)]
+    else:
+        drop = champion["accuracy"] - candidate["accuracy"]
+        class_drop = max(champion["class_recall"][c] - r for c, r in candidate["class_recall"].items())
+        checks += [
+            _check("accuracy drop vs champion <= bound", drop, cfg["max_accuracy_drop"], drop <= cfg["max_accuracy_drop"] + 1e-9),
+            _check("largest class recall drop vs champion <= bound", class_drop, cfg["max_class_recall_drop"],
+                   class_drop <= cfg["max_class_recall_drop"] + 1e-9),
+        ]
+    failed = [c["check"] for c in checks if c["passed"] is False]
+    return {
+        "passed": not failed,
+        "reason": "promoted" if not failed else "model refused: " + "; ".join(
+            f"{c['check']} failed ({c['value']:.4f} vs {c['threshold']})" for c in checks if c["passed"] is False),
+        "checks": checks,
+    }
+
+
+def champion_checkpoint(ws: Workspace):
+    pointer = ws.registry / "champion.json"
+    if not pointer.exists():
+        return None
+    return ws.registry / json.loads(pointer.read_text())["run_id"] / "checkpoint"
+
+
+def promote(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
+    holdout = read_table(ws.holdout)
+    schema = schema_from_reference(read_table(ws.reference), params["data"], ws.reference)
+    X, y = to_arrays(holdout, schema)
+    candidate = evaluate(*models.load(ws.candidate), X, y)
+    champion_path = champion_checkpoint(ws)
+    champion = evaluate(*models.load(champion_path), X, y) if champion_path else None
+    cv = json.loads(ws.report("crossval").read_text())
+    decision = decide(candidate, champion, cv, params["promote"])
+    return {**decision, "candidate": candidate, "champion": champion}

@@ -1,0 +1,107 @@
+"""The run report: JSON for machines, markdown for people (also published as a Prefect artifact)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.config import Workspace, atomic_write_text
+
+MAX_ROWS_SHOWN = 50  # the markdown lists this many quarantined rows; the JSON lists them all
+
+
+def detection(summaries: dict[str, Any], quarantined_ids: list[Any]) -> dict[str, Any] | None:
+    """Precision/recall of the quarantine against a simulated attack's ground truth."""
+    poisoned = set(summaries.get("ingest", {}).get("poisoned_ids", []))
+    if not poisoned:
+        return None
+    caught = poisoned & set(quarantined_ids)
+    return {
+        "poisoned": len(poisoned),
+        "quarantined": len(quarantined_ids),
+        "precision": len(caught) / max(len(quarantined_ids), 1),
+        "recall": len(caught) / len(poisoned),
+    }
+
+
+def build(run_id: str, summaries: dict[str, Any], verdict: str, dvc_hashes: dict[str, str], git_base: str) -> dict[str, Any]:
+    quarantined = summaries.get("filter", {}).get("quarantined_rows", [])
+    return {
+        "run_id": run_id,
+        "verdict": verdict,
+        "git_parent": git_base,
+        "stages": summaries,
+        "detection": detection(summaries, [r["id"] for r in quarantined]),
+        "dvc_hashes": dvc_hashes,
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["stages"]
+    lines = [f"# poisongate run {report['run_id']}", "", f"**Verdict:** {report['verdict']}", ""]
+    ingest = s.get("ingest", {})
+    lines += [f"Incoming batch: {ingest.get('rows')} rows from `{ingest.get('source')}`"
+              + (f", simulated attack `{ingest['attack']}` at rate {ingest['rate']}" if ingest.get("poisoned_ids") else ""), ""]
+
+    lines += ["## Data gate (Great Expectations)", ""]
+    v = s.get("validate")
+    if v:
+        lines.append(f"{'PASSED' if v['passed'] else 'FAILED'}: {v['evaluated']} expectations evaluated, {len(v['failed'])} failed.")
+        lines += [f"- `{f['expectation']}` on `{f['column'] or 'table'}`: observed {f['observed']}" + (f" (error: {f['error']})" if f["error"] else "")
+                  for f in v["failed"]]
+    lines.append("")
+
+    f = s.get("filter")
+    lines += ["## Poisoning gate (JAX detectors)", ""]
+    if f:
+        lines.append(f"{'PASSED' if f['passed'] else 'FAILED'}: {f['quarantined']} of {f['rows']} rows quarantined "
+                     f"({f['quarantined_share']:.1%}; bound {f['max_quarantine_share']:.0%}).")
+        lines += ["", "| detector | threshold | rows flagged |", "|---|---|---|"]
+        lines += [f"| {name} | {t:.4g} | {f['flagged_by'][name]} |" for name, t in f["thresholds"].items()]
+        if report["detection"]:
+            d = report["detection"]
+            lines += ["", f"Against the simulated attack's ground truth: precision {d['precision']:.3f}, recall {d['recall']:.3f} "
+                          f"({d['poisoned']} rows poisoned)."]
+        rows = f["quarantined_rows"]
+        if rows:
+            lines += ["", "| row id | reason |", "|---|---|"]
+            lines += [f"| {r['id']} | {r['reason']} |" for r in rows[:MAX_ROWS_SHOWN]]
+            if len(rows) > MAX_ROWS_SHOWN:
+                lines.append(f"| ... | {len(rows) - MAX_ROWS_SHOWN} more in the JSON report and the quarantine store |")
+    else:
+        lines.append("Not run.")
+    lines.append("")
+
+    cv = s.get("crossval")
+    if cv:
+        lines += ["## Cross-validation", "", "| fold | accuracy |", "|---|---|"]
+        lines += [f"| {i} | {a:.4f} |" for i, a in enumerate(cv["fold_accuracy"])]
+        lines += [f"| mean | {cv['mean_accuracy']:.4f} (spread {cv['spread']:.4f}) |", ""]
+
+    p = s.get("promote")
+    if p:
+        lines += ["## Promotion gate (golden holdout)", "", f"**{p['reason']}**", "",
+                  "| check | value | threshold | verdict |", "|---|---|---|---|"]
+        lines += [f"| {c['check']} | {_fmt(c['value'])} | {c['threshold']} | "
+                  f"{ {True: 'pass', False: 'FAIL', None: 'n/a (no champion)'}[c['passed']] } |" for c in p["checks"]]
+        champ = p["champion"]
+        lines += ["", "| class | candidate recall | champion recall |", "|---|---|---|"]
+        lines += [f"| {c} | {r:.4f} | {_fmt(champ['class_recall'][c]) if champ else 'n/a'} |"
+                  for c, r in p["candidate"]["class_recall"].items()]
+        lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | {_fmt(champ['accuracy']) if champ else 'n/a'} |", ""]
+
+    lines += ["## Versions (DVC content hashes)", "", "| path | md5 |", "|---|---|"]
+    lines += [f"| {path} | `{md5}` |" for path, md5 in sorted(report["dvc_hashes"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write(ws: Workspace, report: dict[str, Any]) -> str:
+    text = markdown(report)
+    atomic_write_text(ws.runs / f"{report['run_id']}.json", json.dumps(report, indent=1, default=str) + "\n")
+    atomic_write_text(ws.runs / f"{report['run_id']}.md", text)
+    return text

@@ -1,0 +1,100 @@
+"""git + DVC: every dataset and model of a run is committed to dvc.lock and pushed to the remote.
+
+Writes go through the CLIs as subprocesses with `cwd=workspace` (dvc.repo.Repo resolves paths against
+the process's working directory, which is process-wide): see STACK_NOTES.md."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.config import PoisongateError, Workspace
+
+STORES = ("quarantine", "registry")  # append-only, tracked with `dvc add`
+TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", ".gitignore", ".dvcignore",
+           "data/.gitignore", "models/.gitignore", *(f"{s}.dvc" for s in STORES))
+
+
+def _executable(name: str) -> str:
+    beside = Path(sys.executable).parent / name  # the dvc of this environment, even when it is not on PATH
+    return str(beside) if beside.exists() else name
+
+
+def run(ws: Workspace, *args: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # dvc repro finds poisongate
+    args = (_executable(args[0]), *args[1:])
+    proc = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise PoisongateError(f"{ws.root}: `{' '.join(args)}` failed ({lines[-1] if lines else proc.returncode}); fix the workspace and rerun")
+    return proc.stdout
+
+
+def init(ws: Workspace, remote: str | None = None) -> None:
+    """Make `ws` a git repo and DVC project with a default local remote; idempotent."""
+    ws.root.mkdir(parents=True, exist_ok=True)
+    if not (ws.root / ".git").exists():
+        run(ws, "git", "init", "-q")
+    for key, value in (("user.name", "poisongate"), ("user.email", "poisongate@localhost")):
+        if subprocess.run(["git", "config", key], cwd=ws.root, capture_output=True).returncode != 0:
+            run(ws, "git", "config", key, value)  # CI machines may have no git identity
+    if not (ws.root / ".dvc").exists():
+        run(ws, "dvc", "init", "-q")
+    if not run(ws, "dvc", "remote", "list").strip():
+        remote = str(Path(remote).resolve()) if remote else str(ws.root / ".dvc-remote")
+        Path(remote).mkdir(parents=True, exist_ok=True)
+        run(ws, "dvc", "remote", "add", "-d", "local", remote)
+        if remote.startswith(str(ws.root)):
+            _ignore(ws, "/.dvc-remote/")
+    for store in STORES:
+        (ws.root / store).mkdir(exist_ok=True)
+    _ignore(ws, "/.venv/", "__pycache__/")
+    run(ws, "git", "add", *[p for p in (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml") if (ws.root / p).exists()])
+    if run(ws, "git", "status", "--porcelain", "--untracked-files=no").strip():
+        run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
+
+
+def _ignore(ws: Workspace, *patterns: str) -> None:
+    path = ws.root / ".gitignore"
+    lines = path.read_text().splitlines() if path.exists() else []
+    path.write_text("\n".join(lines + [p for p in patterns if p not in lines]) + "\n")
+
+
+def record(ws: Workspace, stages: list[str]) -> None:
+    """Record the outputs the run produced in dvc.lock and the stores' .dvc files (no git commit yet)."""
+    if stages:
+        run(ws, "dvc", "commit", "-f", "-q", *stages)
+    run(ws, "dvc", "add", "-q", *STORES)
+
+
+def commit_and_push(ws: Workspace, message: str) -> str:
+    run(ws, "git", "add", *[p for p in TRACKED if (ws.root / p).exists()])
+    run(ws, "git", "commit", "-q", "--allow-empty", "-m", message)
+    run(ws, "dvc", "push", "-q")
+    return run(ws, "git", "rev-parse", "HEAD").strip()
+
+
+def hashes(ws: Workspace) -> dict[str, str]:
+    """DVC's content hash of every tracked dataset and model, from dvc.lock and the stores' .dvc files."""
+    out: dict[str, str] = {}
+    lock = ws.root / "dvc.lock"
+    if lock.exists():
+        for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+            for o in stage.get("outs", []):
+                out[o["path"]] = o["md5"]
+    for store in STORES:
+        dvc_file = ws.root / f"{store}.dvc"
+        if dvc_file.exists():
+            for o in yaml.safe_load(dvc_file.read_text())["outs"]:
+                out[o["path"]] = o["md5"]
+    return out
+
+
+def restore_check(ws: Workspace) -> dict[str, Any]:
+    """`dvc status` as data: empty when every tracked file matches its recorded hash."""
+    return yaml.safe_load(run(ws, "dvc", "status", "--json")) or {}
