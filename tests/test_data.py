@@ -1,0 +1,48 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.config import PoisongateError
+from tasks.data import load_digits_frame, read_table, schema_from_reference, split_default, to_arrays
+
+
+def test_default_split_is_deterministic_disjoint_and_sized(params):
+    frame = load_digits_frame()
+    assert frame.shape == (1797, 66)
+    ref, hold, batches = split_default(frame, params["data"]["split"])
+    ref2, hold2, batches2 = split_default(frame, params["data"]["split"])
+    assert ref.equals(ref2) and hold.equals(hold2) and all(a.equals(b) for a, b in zip(batches, batches2))
+    ids = [set(ref.id), set(hold.id), *(set(b.id) for b in batches)]
+    assert sum(map(len, ids)) == 1797 and len(set().union(*ids)) == 1797  # a partition of the rows
+    assert abs(len(ref) / 1797 - params["data"]["split"]["reference_fraction"]) < 0.01
+    assert abs(len(hold) / 1797 - params["data"]["split"]["holdout_fraction"]) < 0.01
+    assert len(batches) == params["data"]["split"]["batches"]
+    assert set(hold.label) == set(range(10))
+
+
+def test_schema_uses_all_numeric_columns_and_maps_labels(params):
+    frame = pd.DataFrame({"id": [1, 2, 3], "label": ["cat", "dog", "cat"], "a": [0.1, 0.2, 0.3], "b": [1, 2, 3], "note": list("xyz")})
+    schema = schema_from_reference(frame, params["data"], "ref.csv")
+    assert schema.features == ("a", "b") and schema.classes == ("cat", "dog") and schema.id == "id"
+    X, y = to_arrays(pd.DataFrame({"label": ["dog", "bird"], "a": [1.0, 2.0], "b": [3, 4]}), schema)
+    assert X.dtype == np.float32 and y.tolist() == [1, -1]  # unknown class -> -1
+
+
+def test_missing_label_column_names_file_column_and_fix(params):
+    with pytest.raises(PoisongateError, match=r"ref\.csv: no label column 'label'; set data.label_column"):
+        schema_from_reference(pd.DataFrame({"x": [1.0, 2.0]}), params["data"], "ref.csv")
+
+
+@pytest.mark.parametrize("name,content", [("bad.parquet", b"not parquet at all"), ("empty.csv", b""), ("x.json", b"{}")])
+def test_unreadable_files_raise_one_line(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(PoisongateError) as err:
+        read_table(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_csv_round_trip(tmp_path):
+    path = tmp_path / "batch.csv"
+    pd.DataFrame({"label": [0, 1], "f": [0.5, 1.5]}).to_csv(path, index=False)
+    assert read_table(path)["f"].tolist() == [0.5, 1.5]

@@ -1,0 +1,35 @@
+import numpy as np
+
+from tasks.attacks import simulate
+from tasks.filter import quarantine_frame, run_filter
+
+
+def test_filter_quarantines_most_flipped_labels_with_reasons(digits, params):
+    X_ref, y_ref = digits["reference"]
+    X, y = digits["batch"]
+    _, y_bad, poisoned = simulate(X, y, "label_flip", 0.3, seed=0, n_classes=10)
+    result = run_filter(X_ref, y_ref, X, y_bad, params["filter"])
+    q = result.quarantined
+    assert (q & poisoned).sum() / poisoned.sum() >= 0.85
+    assert (q & ~poisoned).sum() / (~poisoned).sum() <= 0.05
+    reasons = result.reasons()
+    assert all("knn_label" in reasons[i] for i in np.flatnonzero(result.flags["knn_label"]))
+    assert all(reasons[i] == "" for i in np.flatnonzero(~q))
+
+
+def test_filter_catches_extreme_values(digits, params):
+    X_ref, y_ref = digits["reference"]
+    X_bad, y, poisoned = simulate(*digits["batch"], "outliers", 0.1, seed=0, n_classes=10)
+    q = run_filter(X_ref, y_ref, X_bad, y, params["filter"]).quarantined
+    assert q[poisoned].all()
+
+
+def test_quarantine_frame_keeps_rows_as_received_plus_reasons_and_scores(digits):
+    batch = digits["frames"][2][0]
+    mask = np.zeros(len(batch), bool)
+    mask[[1, 4]] = True
+    reasons = ["" if not m else "knn_label 1 > 0.9" for m in mask]
+    frame = quarantine_frame(batch, mask, reasons, {"knn_label": np.arange(len(batch), dtype=float)})
+    assert frame["id"].tolist() == batch["id"].iloc[[1, 4]].tolist()
+    assert frame["score_knn_label"].tolist() == [1.0, 4.0]
+    assert frame[batch.columns].equals(batch.iloc[[1, 4]])

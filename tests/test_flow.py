@@ -1,0 +1,116 @@
+"""The real flow, end to end: ephemeral Prefect, real GX, real git + DVC with a local remote, real Orbax."""
+import json
+import os
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from flows.retrain import retrain
+from tasks import versioning
+from tasks.config import set_params
+
+pytestmark = pytest.mark.integration
+
+DATASETS = ["data/reference.parquet", "data/holdout.parquet", "data/incoming.parquet", "data/clean.parquet",
+            "data/quarantine.parquet", "models/candidate", "quarantine", "registry"]
+
+
+def latest_report(ws):
+    return json.loads(max(ws.runs.glob("*.json")).read_text())
+
+
+def champion(ws):
+    pointer = ws.registry / "champion.json"
+    return json.loads(pointer.read_text()) if pointer.exists() else None
+
+
+def assert_everything_versioned_and_pushed(ws):
+    assert versioning.run(ws, "git", "status", "--porcelain").strip() == ""  # every artefact committed
+    assert json.loads(versioning.run(ws, "dvc", "status", "--cloud", "--json")) == {}  # and pushed
+
+
+def test_clean_batch_promoted_then_flipped_batch_filtered_and_no_worse_model_promoted(make_workspace, prefect_harness):
+    ws = make_workspace()
+    first = retrain(workspace=str(ws.root))
+    assert first["passed"] and first["verdict"] == "candidate promoted to champion"
+    report = latest_report(ws)
+    assert set(DATASETS) <= set(report["dvc_hashes"])
+    lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
+    assert set(lock) == {"reference", "expectations", "ingest", "validate", "filter", "train", "crossval", "promote"}
+    assert_everything_versioned_and_pushed(ws)
+    first_champion = champion(ws)
+    assert first_champion["run_id"] == report["run_id"]
+    assert (ws.registry / report["run_id"] / "checkpoint").is_dir()
+    assert len(report["stages"]["crossval"]["fold_accuracy"]) == 5
+
+    from prefect.artifacts import Artifact
+
+    artifact = Artifact.get("poisongate-run-report")
+    assert artifact is not None and report["run_id"] in artifact.data
+
+    state = retrain(workspace=str(ws.root), attack="label_flip", rate=0.3, return_state=True)
+    report = latest_report(ws)
+    detection = report["detection"]
+    assert detection["poisoned"] == round(0.3 * report["stages"]["ingest"]["rows"])
+    assert detection["recall"] >= 0.8, detection  # most flipped rows quarantined
+    quarantined = pd.read_parquet(ws.quarantine_store / f"{report['run_id']}.parquet")
+    assert len(quarantined) == report["stages"]["filter"]["quarantined"]
+    assert quarantined["quarantine_reason"].str.len().gt(0).all()
+    promotion = report["stages"]["promote"]
+    if promotion["passed"]:
+        assert state.is_completed()
+        assert promotion["candidate"]["accuracy"] >= promotion["champion"]["accuracy"]
+    else:
+        assert state.is_failed() and "model refused" in state.message
+        assert champion(ws) == first_champion  # untouched
+        assert json.loads((ws.registry / report["run_id"] / "decision.json").read_text())["passed"] is False
+    assert_everything_versioned_and_pushed(ws)
+    log = versioning.run(ws, "git", "log", "--format=%s").splitlines()
+    assert len(log) == 3 and log[0].startswith(f"poisongate run {report['run_id']}")
+
+
+def test_user_csv_batch_refused_by_the_data_gate_is_quarantined_whole(make_workspace, prefect_harness, digits, tmp_path):
+    reference, holdout, batches = digits["frames"]
+    files = tmp_path / "incoming"
+    files.mkdir()
+    reference.to_csv(files / "reference.csv", index=False)
+    holdout.to_csv(files / "holdout.csv", index=False)
+    batches[0].to_csv(files / "good.csv", index=False)
+    bad = batches[1].assign(injected=1.0)  # an irrelevant feature column the reference does not have
+    bad.to_csv(files / "bad.csv", index=False)
+
+    ws = make_workspace()
+    set_params(ws, {"data": {"source": str(files / "good.csv"), "reference": str(files / "reference.csv"),
+                             "holdout": str(files / "holdout.csv")}})
+    assert retrain(workspace=str(ws.root))["passed"]
+    clean_md5 = latest_report(ws)["dvc_hashes"]["data/clean.parquet"]
+    first_champion = champion(ws)
+
+    set_params(ws, {"data": {"source": str(files / "bad.csv")}})
+    state = retrain(workspace=str(ws.root), return_state=True)
+    assert state.is_failed()
+    assert "batch refused by the data gate" in state.message and "expect_table_columns_to_match_set" in state.message
+    report = latest_report(ws)
+    assert "filter" not in report["stages"] and "train" not in report["stages"]
+    kept = pd.read_parquet(ws.quarantine_store / f"{report['run_id']}.parquet")
+    assert kept["id"].tolist() == bad["id"].tolist() and "injected" in kept.columns  # kept whole, as received
+    assert champion(ws) == first_champion
+    assert report["dvc_hashes"]["data/clean.parquet"] == clean_md5  # no partial or new clean dataset
+    assert_everything_versioned_and_pushed(ws)
+
+
+def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path):
+    """`poisongate run` as a user runs it: a refused model is exit status 1 and one line on stderr."""
+    ws = make_workspace()
+    set_params(ws, {"promote": {"min_accuracy": 1.01}})  # no model can clear this floor
+    env_home = tmp_path / "prefect-home"
+    proc = subprocess.run(
+        ["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,
+        env={**os.environ, "PREFECT_HOME": str(env_home)}, timeout=600,
+    )
+    assert proc.returncode == 1
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("poisongate:")]
+    assert len(ours) == 1 and ours[0].startswith("poisongate: model refused: holdout accuracy >= floor failed")
+    assert champion(ws) is None
