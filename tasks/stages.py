@@ -5,6 +5,7 @@ is also written to reports/<stage>.json (a DVC metrics file). A gate's summary h
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable
 
 from tasks import crossval, filter, ingest, promote, train, validate
@@ -24,6 +25,8 @@ STAGES: dict[str, Stage] = {
 
 
 def run_stage(ws: Workspace, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
     summary = STAGES[name](ws, params)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
     atomic_write_text(ws.report(name), json.dumps(summary, indent=1, default=str) + "\n")
     return summary
