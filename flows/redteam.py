@@ -26,13 +26,13 @@ cell_task = task(rt.run_cell, name="cell", cache_policy=NO_CACHE)
 
 @flow(name="redteam", log_prints=True)
 def redteam(workspace: str = ".", attacks: list[str] | None = None, rates: list[float] | None = None,
-            seeds: list[int] | None = None, out: str | None = None) -> dict[str, Any]:
+            seeds: list[int] | None = None, out: str | None = None, workers: int | None = None) -> dict[str, Any]:
     ws = Workspace(workspace)
     params = load_params(ws)
-    overrides = {"attacks": attacks, "rates": rates, "seeds": seeds, "out": out}
+    overrides = {"attacks": attacks, "rates": rates, "seeds": seeds, "out": out, "workers": workers}
     cfg = params["redteam"] = {**params["redteam"], **{k: v for k, v in overrides.items() if v is not None}}
-    names, seeds = rt.attack_names(cfg), [int(s) for s in cfg["seeds"]]
     data = rt.load_data(ws, params)
+    names, seeds = rt.attack_names(cfg, len(data.schema.features)), [int(s) for s in cfg["seeds"]]
     start = time.perf_counter()
     with ThreadPoolTaskRunner(max_workers=int(cfg["workers"])) as runner:
         bases = {s: runner.submit(baseline_task, {"data": data, "params": params, "seed": s}) for s in seeds}

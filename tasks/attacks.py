@@ -154,11 +154,17 @@ def sine_pattern(X, y, rate, rng, n_classes, *, frequency=3.0, amplitude=0.3, al
     return X, y, mask
 
 
+def image_side(n_features: int) -> int | None:
+    """The side of the square image a row of `n_features` is, or None if it is not one."""
+    side = int(round(np.sqrt(n_features)))
+    return side if side * side == n_features else None
+
+
 def add_trigger(X: np.ndarray, *, patch: int = 3, value: float | None = None) -> np.ndarray:
     """Stamp a `patch` x `patch` square of `value` (default: the data's maximum) into the bottom-right corner of
     every row, read as a square image (8 x 8 for the default digits)."""
-    side = int(round(np.sqrt(X.shape[1])))
-    if side * side != X.shape[1] or not 0 < patch <= side:
+    side = image_side(X.shape[1])
+    if side is None or not 0 < patch <= side:
         raise PoisongateError(f"backdoor needs square-image rows (n_features = side^2, patch <= side); got "
                               f"{X.shape[1]} features and patch {patch}: use image data or another attack")
     images = X.reshape(len(X), side, side).copy()

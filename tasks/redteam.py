@@ -111,18 +111,25 @@ def baseline(data: MatrixData, params: dict[str, Any], seed: int) -> dict[str, A
     }
 
 
-def gate(data: MatrixData, frame: pd.DataFrame, params: dict[str, Any]) -> tuple[np.ndarray, str | None]:
-    """The data gate then the poisoning gate on a batch: (quarantined rows, why the whole batch was refused)."""
+def gate(data: MatrixData, frame: pd.DataFrame, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The data gate and the poisoning gate on a batch: (quarantined rows, rows the detectors flagged, why the
+    whole batch was refused or None). The detectors' flags are kept even when a gate refuses the whole batch,
+    so the matrix also measures the row-level gate on its own."""
+    X_ref, y_ref = to_arrays(data.reference, data.schema)
+    flagged = filter.run_filter(X_ref, y_ref, *to_arrays(frame, data.schema), params["filter"]).quarantined
     with _GX_LOCK:
         checked = validate.validate_frame(frame, data.suite)
+    everything = np.ones(len(frame), bool)
     if not checked["passed"]:
-        return np.ones(len(frame), bool), "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]}))
-    X_ref, y_ref = to_arrays(data.reference, data.schema)
-    result = filter.run_filter(X_ref, y_ref, *to_arrays(frame, data.schema), params["filter"])
-    share = float(result.quarantined.mean())
-    if share > float(params["filter"]["max_quarantine_share"]):
-        return np.ones(len(frame), bool), f"poisoning gate: {share:.0%} of rows flagged"
-    return result.quarantined, None
+        return everything, flagged, "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]}))
+    if flagged.mean() > float(params["filter"]["max_quarantine_share"]):
+        return everything, flagged, f"poisoning gate: {flagged.mean():.0%} of rows flagged"
+    return flagged, flagged, None
+
+
+def detection(truth: np.ndarray, caught: np.ndarray, prefix: str = "") -> dict[str, float]:
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, caught, average="binary", zero_division=0)
+    return {f"{prefix}precision": float(precision), f"{prefix}recall": float(recall), f"{prefix}f1": float(f1)}
 
 
 def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float, seed: int,
@@ -139,14 +146,13 @@ def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float,
     _, y = to_arrays(frame, data.schema)
 
     ungated = fit_model(np.concatenate([widen(X_ref, X.shape[1]), X]), np.concatenate([y_ref, y]), classes, cfg)
-    quarantined, refused = gate(data, frame, params)
-    precision, recall, f1, _ = precision_recall_fscore_support(truth, quarantined, average="binary", zero_division=0)
+    quarantined, flagged, refused = gate(data, frame, params)
     cell = {
         "attack": attack, "rate": rate, "seed": seed, "poisoned_rows": int(truth.sum()), "batch_rows": len(truth),
         "clean_accuracy": base["clean_accuracy"], "champion_accuracy": base["champion"]["accuracy"],
         "accuracy_without_gates": evaluate(ungated, X_hold, y_hold)["accuracy"],
         "quarantined": int(quarantined.sum()), "batch_refused": refused,
-        "precision": float(precision), "recall": float(recall), "f1": float(f1),
+        **detection(truth, quarantined), **detection(truth, flagged, "detector_"),
     }
     if refused:  # the flow stops: no candidate, the champion keeps serving
         gated, cell["promoted"], cell["promotion"] = None, False, f"not reached ({refused})"
@@ -167,8 +173,11 @@ def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float,
     return cell
 
 
-def attack_names(cfg: dict[str, Any]) -> list[str]:
-    names = sorted(attacks.ATTACKS) if cfg["attacks"] in (None, "all") else list(cfg["attacks"])
+def attack_names(cfg: dict[str, Any], n_features: int) -> list[str]:
+    """redteam.attacks; `all` leaves the backdoor out where rows are not square images (it needs them)."""
+    if cfg["attacks"] in (None, "all"):
+        return [n for n in sorted(attacks.ATTACKS) if n != "backdoor" or attacks.image_side(n_features)]
+    names = list(cfg["attacks"])
     unknown = [n for n in names if n not in attacks.ATTACKS]
     if unknown:
         raise PoisongateError(f"params.yaml: redteam.attacks names unknown attack {unknown[0]!r}; choose from {sorted(attacks.ATTACKS)}")
@@ -178,7 +187,7 @@ def attack_names(cfg: dict[str, Any]) -> list[str]:
 # ---- summary, targets and outputs ------------------------------------------------------------------------------
 
 MEANS = ("clean_accuracy", "accuracy_without_gates", "accuracy_with_gates", "served_accuracy", "champion_accuracy",
-         "precision", "recall", "f1", "asr_clean", "asr_without_gates", "asr_with_gates")
+         "precision", "recall", "f1", "detector_precision", "detector_recall", "asr_clean", "asr_without_gates", "asr_with_gates")
 
 
 def summarize(cells: list[dict[str, Any]], targets: dict[str, Any]) -> list[dict[str, Any]]:
@@ -189,6 +198,8 @@ def summarize(cells: list[dict[str, Any]], targets: dict[str, Any]) -> list[dict
         row |= {k: float(group[k].mean()) for k in MEANS if k in group and group[k].notna().any()}
         row["promoted"] = int(group["promoted"].sum())
         row["refused"] = int(group["batch_refused"].notna().sum())
+        row["refused_by"] = sorted(group["batch_refused"].dropna().unique().tolist())
+        row["worst_seed_drop"] = float((group["clean_accuracy"] - group["accuracy_with_gates"]).max())
         row["worse_promoted"] = int((group["promoted"] & (group["accuracy_with_gates"] < group["champion_accuracy"])).sum())
         row["target"], row["why"] = check_targets(row, targets)
         rows.append(row)
@@ -222,15 +233,21 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"# poisongate red-team matrix", "", *(f"- {k}: {v}" for k, v in meta.items()), "",
              "Accuracy on the golden holdout (%), mean over seeds. *clean*: no attack, no gates; *champion*: trusted "
              "reference alone; *served*: the candidate if promoted, else the champion. P/R/F1: the quarantine vs the "
-             "poisoned rows. ASR: backdoor attack success rate on triggered clean holdout rows.", "",
-             "| attack | rate | clean | no gates | gates | served | champion | promoted | refused | P | R | F1 | "
-             "ASR no gates | ASR gates | target | why |", "|" + "---|" * 16]
+             "poisoned rows (a refused batch is quarantined whole); detector P/R: the poisoning gate's row flags alone. "
+             "Worst drop: the largest clean - gates gap over seeds (points). Refused: batches refused whole, by: "
+             "D = the data gate (GX), F = the poisoning gate (too many rows flagged). ASR: backdoor attack success rate "
+             "on triggered clean holdout rows.", "",
+             "| attack | rate | clean | no gates | gates | worst drop | served | champion | promoted | refused | P | R | F1 | "
+             "detector P | detector R | ASR no gates | ASR gates | target | why |", "|" + "---|" * 19]
     for r in rows:
+        by = "".join(sorted({"D" if reason.startswith("data gate") else "F" for reason in r["refused_by"]}))
         lines.append(
             f"| {r['attack']} | {r['rate']:.0%} | {_pct(r['clean_accuracy'])} | {_pct(r['accuracy_without_gates'])} | "
-            f"{_pct(r['accuracy_with_gates'])} | {_pct(r['served_accuracy'])} | {_pct(r['champion_accuracy'])} | "
-            f"{r['promoted']}/{r['seeds']} | {r['refused']}/{r['seeds']} | {r['precision']:.2f} | {r['recall']:.2f} | "
-            f"{r['f1']:.2f} | {_pct(r.get('asr_without_gates'))} | {_pct(r.get('asr_with_gates'))} | {r['target']} | {r['why']} |")
+            f"{_pct(r['accuracy_with_gates'])} | {r['worst_seed_drop'] * 100:.1f} | {_pct(r['served_accuracy'])} | "
+            f"{_pct(r['champion_accuracy'])} | {r['promoted']}/{r['seeds']} | {r['refused']}/{r['seeds']} {by} | "
+            f"{r['precision']:.2f} | {r['recall']:.2f} | {r['f1']:.2f} | {r['detector_precision']:.2f} | "
+            f"{r['detector_recall']:.2f} | {_pct(r.get('asr_without_gates'))} | {_pct(r.get('asr_with_gates'))} | "
+            f"{r['target']} | {r['why']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -242,15 +259,19 @@ def heatmap(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     frame = pd.DataFrame(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * frame["attack"].nunique() + 2), constrained_layout=True)
-    for ax, column, title in zip(axes, ("accuracy_without_gates", "accuracy_with_gates"), ("gates off", "gates on")):
-        drop = frame.assign(drop=100 * (frame["clean_accuracy"] - frame[column])).pivot(index="attack", columns="rate", values="drop")
-        image = ax.imshow(drop.to_numpy(), cmap="Reds", vmin=0, vmax=max(10.0, float(np.nanmax(drop.to_numpy()))))
+    drops = {title: frame.assign(drop=100 * (frame["clean_accuracy"] - frame[column]))
+             .pivot(index="attack", columns="rate", values="drop")
+             for column, title in (("accuracy_without_gates", "gates off"), ("accuracy_with_gates", "gates on"))}
+    vmin = min(0.0, *(float(np.nanmin(d.to_numpy())) for d in drops.values()))  # one colour scale for both
+    vmax = max(10.0, *(float(np.nanmax(d.to_numpy())) for d in drops.values()))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * frame["attack"].nunique() + 2), constrained_layout=True)
+    for ax, (title, drop) in zip(axes, drops.items()):
+        image = ax.imshow(drop.to_numpy(), cmap="Reds", vmin=vmin, vmax=vmax)
         ax.set_xticks(range(len(drop.columns)), [f"{r:.0%}" for r in drop.columns])
         ax.set_yticks(range(len(drop.index)), drop.index)
         for (i, j), v in np.ndenumerate(drop.to_numpy()):
             ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8)
-        ax.set_title(f"accuracy drop vs clean (points), {title}")
+        ax.set_title(f"{title}: accuracy drop vs clean (points)")
         ax.set_xlabel("poisoned share")
     fig.colorbar(image, ax=axes, shrink=0.8)
     with atomic_path(path) as tmp:

@@ -92,6 +92,9 @@ def test_targets_say_met_or_missed_and_why(params):
     assert verdict == "missed" and "ASR with gates 0.30" in why
 
 
-def test_unknown_attack_in_params_is_a_clear_error(params):
+def test_attack_names_leave_the_backdoor_out_only_for_non_image_rows(params):
+    cfg = {**params["redteam"], "attacks": "all"}
+    assert "backdoor" in rt.attack_names(cfg, 64) and "backdoor" not in rt.attack_names(cfg, 10)
+    assert len(rt.attack_names(cfg, 64)) == 10
     with pytest.raises(PoisongateError, match="redteam.attacks names unknown attack 'nope'"):
-        rt.attack_names({**params["redteam"], "attacks": ["label_flip", "nope"]})
+        rt.attack_names({**cfg, "attacks": ["label_flip", "nope"]}, 64)
