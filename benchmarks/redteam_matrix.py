@@ -21,6 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="poisongate-bench-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a fresh home on a busy machine
 
 
 def workspace(tmp: Path, epochs: int | None) -> Path:
@@ -60,7 +61,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         ws = workspace(Path(d), args.epochs)
-        result = redteam(workspace=str(ws), seeds=list(range(args.seeds)), workers=args.workers, out=str(args.out))
+        result = redteam(workspace=str(ws), seeds=list(range(args.seeds)), workers=args.workers, out=str(args.out.resolve()))
         if args.speedup_repeats:
             result["meta"]["speedup"] = speedup(ws, args.workers, args.speedup_repeats)
     result["meta"]["command"] = " ".join(["uv run python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
