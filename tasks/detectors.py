@@ -130,33 +130,31 @@ def _mahalanobis(X, y, center, precision_root):
 
 @register
 class RobustMahalanobis(Detector):
-    """Mahalanobis distance to the trusted rows (Ledoit-Wolf shrunk covariance, so sparse or collinear
-    features stay invertible); on an untrusted batch, a minimum covariance determinant fit instead."""
+    """Mahalanobis distance to the trusted rows (features scaled robustly, a small ridge keeps constant or
+    collinear features invertible); on an untrusted batch, a reweighted minimum covariance determinant fit."""
 
     name = "mahalanobis"
     reason = "an unusual combination of features (robust Mahalanobis distance)"
 
     def fit(self, X, y):
-        from sklearn.covariance import LedoitWolf
-
         _, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
-        estimate = LedoitWolf().fit(np.asarray(X, np.float64) / self.scale)
-        return self._keep(estimate.location_, estimate.covariance_)
+        Z = np.asarray(X, np.float64) / self.scale
+        return self._keep(Z.mean(axis=0), np.cov(Z, rowvar=False))
 
     def fit_untrusted(self, X, y):
-        from sklearn.covariance import MinCovDet, ledoit_wolf
+        from sklearn.covariance import MinCovDet
 
         _, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
         rng = np.random.default_rng(int(self.options.get("seed", 0)))
         sample = np.asarray(X, np.float64)[rng.permutation(len(X))[: int(self.options.get("mcd_rows", 5000))]]
         mcd = MinCovDet(random_state=0).fit(sample / self.scale)  # reweighted: tolerates up to half bad rows
-        inliers = sample[mcd.support_] / self.scale
-        return self._keep(mcd.location_, ledoit_wolf(inliers)[0])
+        return self._keep(mcd.location_, mcd.covariance_)
 
     def _keep(self, location, covariance):
         self.center = (location * self.scale).astype(np.float32)
         # precision = L L^T, so |x L| is the distance; folding 1/scale into L keeps scoring one matmul
-        root = np.linalg.cholesky(np.linalg.inv(covariance))
+        ridge = float(self.options.get("ridge", 0.01)) * np.eye(len(covariance))  # constant or collinear features
+        root = np.linalg.cholesky(np.linalg.inv(np.atleast_2d(covariance) + ridge))
         self.precision_root = (root / self.scale[:, None]).astype(np.float32)
         return self
 
@@ -276,6 +274,7 @@ class ConfidentLearning(Detector):
 
     name = "confident_learning"
     reason = "out-of-fold model confidently predicts another label"
+    min_threshold = 0.0  # never flag a row whose given label still beats every other class
 
     def fit(self, X, y):
         self.X_ref, self.y_ref = np.asarray(X, np.float32), np.asarray(y, np.int32)
@@ -318,10 +317,10 @@ def label_margin(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @register
 class NearDuplicates(Detector):
-    """Exact and near duplicates (RMS distance in trusted-scaled features <= radius), trusted rows and earlier
-    rows counted first: the score is how many copies of the point came before. Not quadratic: rows are sorted
-    by a coarse grid cell on a few random projections, then by a fine projection, and each row is compared
-    with its `window` predecessors only (a few shifted grids catch pairs split by a cell border)."""
+    """Exact and near duplicates, trusted rows and earlier rows counted first: the score is how many copies of
+    the point came before it. "Near" is an RMS distance (trusted-scaled features) within `radius` times the
+    trusted rows' median nearest-neighbour distance, so the radius follows the data's own density. Not
+    quadratic: see `window_pairs`."""
 
     name = "duplicates"
     reason = "a near copy of an earlier row (duplicates past the cap)"
@@ -333,62 +332,70 @@ class NearDuplicates(Detector):
     def fit(self, X, y):
         self.center, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
         self.ref = self._scaled(X)
+        sample = self.ref[np.random.default_rng(0).permutation(len(self.ref))[:20000]]  # enough for a median
+        nearest = np.full(len(sample), np.inf)
+        for i, j, d2 in self._pairs(sample, cell=1.0):
+            np.minimum.at(nearest, i, d2)
+            np.minimum.at(nearest, j, d2)
+        typical = float(np.sqrt(np.median(nearest))) if np.isfinite(nearest).any() else 1.0
+        self.radius = float(self.options.get("radius", 0.4)) * typical
         return self
 
     def fit_untrusted(self, X, y):
-        self.fit(X, y)
+        self.fit(X, y)  # the nearest-neighbour scale from the batch: copies are a minority of its rows
         self.ref = self.ref[:0]
         return self
 
     def _scaled(self, X):
         return ((np.asarray(X, np.float32) - self.center) / self.scale).astype(np.float32)
 
+    def _pairs(self, Z, cell):
+        return window_pairs(Z, window=int(self.options.get("window", 16)), grids=int(self.options.get("grids", 3)),
+                            dims=int(self.options.get("grid_dims", 4)), cell=cell, seed=int(self.options.get("seed", 0)))
+
     def score(self, X, y):
         Z = np.concatenate([self.ref, self._scaled(X)])
-        copies = earlier_copies(
-            Z, radius=float(self.options.get("radius", 0.2)), window=int(self.options.get("window", 16)),
-            grids=int(self.options.get("grids", 3)), dims=int(self.options.get("grid_dims", 4)),
-            seed=int(self.options.get("seed", 0)),
-        )
+        close = [(i[d2 <= self.radius**2], j[d2 <= self.radius**2]) for i, j, d2 in self._pairs(Z, 8 * self.radius)]
+        later = np.maximum(np.concatenate([i for i, _ in close]), np.concatenate([j for _, j in close]))
+        earlier = np.minimum(np.concatenate([i for i, _ in close]), np.concatenate([j for _, j in close]))
+        pairs = np.unique(later.astype(np.int64) * len(Z) + earlier)  # a pair seen by several grids counts once
+        copies = np.bincount(pairs // len(Z), minlength=len(Z))
         return copies[len(self.ref) :].astype(np.float32)
 
 
 @partial(jax.jit, static_argnames="window")
-def _close_to_predecessors(Z_sorted, radius_sq, *, window):
-    """close[o - 1, i]: sorted row i + window lies within the radius of sorted row i + window - o."""
+def _distance_to_predecessors(Z_sorted, *, window):
+    """d2[o - 1, i]: mean squared difference of sorted row i + window and sorted row i + window - o."""
     rows = Z_sorted.shape[0] - window
     return jnp.stack([
-        jnp.mean((Z_sorted[window:] - jax.lax.dynamic_slice_in_dim(Z_sorted, window - o, rows)) ** 2, axis=1) <= radius_sq
+        jnp.mean((Z_sorted[window:] - jax.lax.dynamic_slice_in_dim(Z_sorted, window - o, rows)) ** 2, axis=1)
         for o in range(1, window + 1)
     ])
 
 
-def earlier_copies(Z: np.ndarray, radius: float, window: int, grids: int, dims: int, seed: int) -> np.ndarray:
-    """Per row, the number of earlier rows (by position) within `radius` RMS distance, among candidates:
-    the rows next to it in a sort by (coarse grid cell on `dims` random projections, fine projection)."""
-    n = len(Z)
+def window_pairs(Z: np.ndarray, window: int, grids: int, dims: int, cell: float, seed: int):
+    """Candidate neighbour pairs (i, j, mean squared distance), O(n log n + n x window), never all pairs:
+    rows are sorted by a coarse grid cell (side `cell` in RMS units) on `dims` random projections, then by a
+    fine projection, and each row is paired with its `window` predecessors; each of `grids` shifted, rotated
+    grids catches the pairs the others split at a cell border. Fixed-size slices keep device memory flat."""
+    n, d = Z.shape
     rng = np.random.default_rng(seed)
-    best = np.zeros(n, np.int32)
-    cell = 8.0 * radius * np.sqrt(Z.shape[1] / dims)  # several times a near pair's projected distance
     step = min(CHUNK_ROWS * 16, 1 << int(np.ceil(np.log2(max(n, 2)))))  # few compiled shapes
+    side = cell * np.sqrt(d / dims)  # a projection on a unit direction scales RMS distances by sqrt(d / dims)
     for _ in range(grids):
-        directions = rng.standard_normal((Z.shape[1], dims + 1)).astype(np.float32)
+        directions = rng.standard_normal((d, dims + 1)).astype(np.float32)
         proj = Z @ (directions / np.linalg.norm(directions, axis=0))
-        coarse = np.floor(proj[:, :dims] / cell + rng.random(dims)).astype(np.int64)
+        coarse = np.floor(proj[:, :dims] / side + rng.random(dims)).astype(np.int64)
         order = np.lexsort((proj[:, dims], *coarse.T[::-1]))
-        count = np.zeros(n, np.int32)
-        for start in range(0, n, step):  # fixed-size slices, each with `window` rows of overlap before it
+        for start in range(0, n, step):  # each slice with `window` rows of overlap before it
             rows = order[max(start - window, 0) : start + step]
             lead = window - min(start, window)
-            padded = np.concatenate([np.full((lead, Z.shape[1]), np.inf, np.float32), Z[rows]])
-            if len(padded) < step + window:
-                padded = np.concatenate([padded, np.full((step + window - len(padded), Z.shape[1]), np.inf, np.float32)])
-            close = np.asarray(_close_to_predecessors(padded, np.float32(radius**2), window=window))
-            rows = np.concatenate([np.full(lead, -1), rows])
-            offset, i = np.nonzero(close)
-            np.add.at(count, np.maximum(rows[i + window], rows[i + window - offset - 1]), 1)  # the later copy
-        best = np.maximum(best, count)
-    return best
+            tail = step + window - lead - len(rows)
+            padded = np.pad(Z[rows], ((lead, tail), (0, 0)), constant_values=np.inf)  # inf: never close
+            d2 = np.asarray(_distance_to_predecessors(padded, window=window))
+            rows = np.pad(rows, (lead, tail), constant_values=-1)
+            offset, i = np.nonzero(np.isfinite(d2))
+            yield rows[i + window], rows[i + window - offset - 1], d2[offset, i]
 
 
 @jax.jit
