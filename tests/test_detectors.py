@@ -45,8 +45,9 @@ def test_scores_do_not_depend_on_chunking(monkeypatch):
     assert np.allclose(det.score(X, y), whole)
 
 
+TRAINED = pytest.mark.slow  # trains models: half a minute each on 2 cores
 ROW_DETECTORS = ["robust_zscore", "knn_label", "iqr_fence", "mahalanobis", "periodic_noise", "duplicates",
-                 "confident_learning", "spectral_signature"]
+                 pytest.param("confident_learning", marks=TRAINED), pytest.param("spectral_signature", marks=TRAINED)]
 
 
 @pytest.mark.parametrize("name", ROW_DETECTORS)
