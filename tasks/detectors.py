@@ -162,9 +162,24 @@ class RobustMahalanobis(Detector):
         return chunked(_mahalanobis, X, y, self.center, self.precision_root)
 
 
+def column_moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and variance in float64, over row chunks (memory stays flat), merged with Chan et al.'s
+    pairwise update."""
+    count, mean, m2 = 0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    for start in range(0, len(X), CHUNK_ROWS * 64):
+        chunk = np.asarray(X[start : start + CHUNK_ROWS * 64], np.float64)
+        n, chunk_mean = len(chunk), chunk.mean(axis=0)
+        delta = chunk_mean - mean
+        mean = mean + delta * n / (count + n)
+        m2 = m2 + ((chunk - chunk_mean) ** 2).sum(axis=0) + delta**2 * count * n / (count + n)
+        count += n
+    return mean, m2 / max(count, 1)
+
+
 @register
 class BatchShift(Detector):
-    """The batch as a whole: z-statistics of its features' means and log-variances against the trusted rows. Every row gets the batch's score, so a shifted batch is flagged whole and refused."""
+    """The batch as a whole: z-statistics of its features' means and log-variances against the trusted rows.
+    Every row gets the batch's score, so a shifted batch is flagged whole and refused."""
 
     name = "batch_shift"
     reason = "the batch's feature mean or variance has shifted from the trusted data"
@@ -184,8 +199,9 @@ class BatchShift(Detector):
         n = len(X)
         if self.mean is None or n < 2:
             return np.zeros(n, np.float32)
-        mean_z = (X.mean(axis=0, dtype=np.float64) - self.mean) / np.sqrt(self.var / n)  # float64 sums, no copy
-        var_z = np.log(np.maximum(X.var(axis=0, dtype=np.float64), self.floor) / self.var) * np.sqrt(n / 2)
+        mean, var = column_moments(X)
+        mean_z = (mean - self.mean) / np.sqrt(self.var / n)
+        var_z = np.log(np.maximum(var, self.floor) / self.var) * np.sqrt(n / 2)
         return np.full(n, self.statistic(mean_z, var_z), np.float32)
 
     @staticmethod
