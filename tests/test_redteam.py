@@ -18,8 +18,10 @@ def workspace(tmp_path):
     return Workspace(tmp_path)
 
 
-def fast(params, **redteam):
-    return {**params, "redteam": {**params["redteam"], "epochs": 10, **redteam}}
+def fast(params):
+    """10 epochs and the two cheapest detectors: these tests check the matrix, tests/test_detectors.py the gates."""
+    cheap = {name: params["filter"]["detectors"][name] for name in ("robust_zscore", "knn_label")}
+    return {**params, "redteam": {**params["redteam"], "epochs": 10}, "filter": {**params["filter"], "detectors": cheap}}
 
 
 def test_small_matrix_through_the_flow_writes_json_markdown_heatmap_and_artifact(workspace, prefect_harness):
