@@ -4,11 +4,7 @@ Baselines (one per seed) and cells run as concurrent Prefect tasks on a thread p
 for their heavy work, so threads use every core without copying the data into other processes."""
 from __future__ import annotations
 
-import os
-import platform
-import sys
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow, task
@@ -41,15 +37,7 @@ def redteam(workspace: str = ".", attacks: list[str] | None = None, rates: list[
                                              "base": bases[s]})
                    for a in names for r in cfg["rates"] for s in seeds]
         cells = [f.result() for f in futures]
-    meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
-        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
-        "data": str(params["data"]["source"]), "batch_rows": len(data.batch),
-        "attacks": names, "rates": [float(r) for r in cfg["rates"]], "seeds": seeds,
-        "epochs": rt.train_config(params, 0)["epochs"], "workers": int(cfg["workers"]),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    meta = rt.describe(params, data, names, seeds, seconds=time.perf_counter() - start)
     summary = rt.summarize(cells, cfg["targets"])
     result = {"meta": meta, "summary": summary, "baselines": list(bases.values()), "cells": cells}
     paths = rt.write_outputs(ws.path(cfg["out"]), result)

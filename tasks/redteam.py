@@ -9,8 +9,12 @@ alone: what serves before this batch arrives) and the clean model (reference + t
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +186,19 @@ def attack_names(cfg: dict[str, Any], n_features: int) -> list[str]:
     if unknown:
         raise PoisongateError(f"params.yaml: redteam.attacks names unknown attack {unknown[0]!r}; choose from {sorted(attacks.ATTACKS)}")
     return names
+
+
+def describe(params: dict[str, Any], data: MatrixData, names: list[str], seeds: list[int], seconds: float) -> dict[str, Any]:
+    """What ran, where and when: recorded with every matrix."""
+    cfg = params["redteam"]
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
+        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+        "data": str(params["data"]["source"]), "batch_rows": len(data.batch),
+        "attacks": names, "rates": [float(r) for r in cfg["rates"]], "seeds": seeds,
+        "epochs": train_config(params, 0)["epochs"], "workers": int(cfg["workers"]), "seconds": round(seconds, 1),
+    }
 
 
 # ---- summary, targets and outputs ------------------------------------------------------------------------------
