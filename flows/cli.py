@@ -7,6 +7,8 @@ import sys
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# A fresh PREFECT_HOME migrates its database first: on a busy 2-core machine that passes Prefect's 20 s default.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     stage = sub.add_parser("stage", help="run one stage without Prefect (what dvc.yaml calls)")
     stage.add_argument("name", choices=list(STAGES))
 
+    redteam = sub.add_parser("redteam", help="attack x rate x seed matrix, gates on and off (params.yaml `redteam`)")
+    redteam.add_argument("--attacks", nargs="+", choices=sorted(ATTACKS), help="default: redteam.attacks")
+    redteam.add_argument("--rates", nargs="+", type=float, help="poisoned shares (default: redteam.rates)")
+    redteam.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: redteam.seeds)")
+    redteam.add_argument("--out", help="output directory (default: redteam.out)")
+
     expectations = sub.add_parser("expectations", help="Great Expectations suite")
     expectations.add_argument("action", choices=["build"], help="derive expectations/suite.json from the reference")
     return parser
@@ -48,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
             attack, rate = (args.simulate, args.rate) if args.simulate else ("none", 0.0)
             retrain(workspace=str(ws.root), attack=attack, rate=rate, batch=args.batch)
+        elif args.command == "redteam":
+            from flows.redteam import redteam
+
+            seeds = list(range(args.seeds)) if args.seeds else None
+            redteam(workspace=str(ws.root), attacks=args.attacks, rates=args.rates, seeds=seeds, out=args.out)
         else:
             from tasks.stages import run_stage
 

@@ -1,12 +1,24 @@
-"""Poisoning attacks, for `poisongate run --simulate`: seeded, each returns the poisoned data and the mask
-of the rows it touched. Rows it did not touch come back byte-identical."""
+"""Poisoning attacks from the threat model (DESIGN.md), for `poisongate run --simulate` and `poisongate redteam`.
+
+Every attack is `fn(X, y, rate, rng, n_classes, **options) -> (X, y, mask)`: seeded through `rng`, it poisons
+exactly round(rate * n) rows and returns the mask of those rows; every other row comes back byte-identical.
+Options (params.yaml `simulate.options.<attack>`) are keyword-only with defaults. Two attacks read `rate`
+differently, because of what they are:
+- `targeted_flip` flips round(rate * n_source) rows of the source class (only those rows can be flipped);
+- `irrelevant_features` appends round(rate * n_features) columns (at least 1) of noise to every row: the mask is
+  all True (every row carries them) and the original columns come back byte-identical.
+"""
 from __future__ import annotations
 
+import inspect
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
-Attack = Callable[[np.ndarray, np.ndarray, float, np.random.Generator, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+from tasks.config import PoisongateError
+
+Attack = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 ATTACKS: dict[str, Attack] = {}
 
 
@@ -18,10 +30,19 @@ def attack(name: str):
     return register
 
 
-def _choose(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+def _choose(n: int, rate: float, rng: np.random.Generator, among: np.ndarray | None = None) -> np.ndarray:
+    """Exactly round(rate * n) rows, drawn without replacement from `among` (default: every row)."""
+    among = np.arange(n) if among is None else among
+    count = int(round(rate * n))
+    if count > len(among):
+        raise PoisongateError(f"attack rate {rate} needs {count} rows but only {len(among)} can be poisoned; lower the rate")
     mask = np.zeros(n, dtype=bool)
-    mask[rng.choice(n, size=int(round(rate * n)), replace=False)] = True
+    mask[rng.choice(among, size=count, replace=False)] = True
     return mask
+
+
+def _feature_std(X: np.ndarray) -> np.ndarray:
+    return X.astype(np.float64).std(axis=0)
 
 
 @attack("label_flip")
@@ -32,6 +53,35 @@ def label_flip(X, y, rate, rng, n_classes):
     shift = rng.integers(1, n_classes, size=int(mask.sum()))
     y[mask] = (y[mask] + shift) % n_classes
     return X, y, mask
+
+
+@attack("targeted_flip")
+def targeted_flip(X, y, rate, rng, n_classes, *, source=3, target=8):
+    """Targeted flipping: round(rate * n_source) rows of class `source` relabelled `target` (class indices)."""
+    if not (0 <= source < n_classes and 0 <= target < n_classes and source != target):
+        raise PoisongateError(f"params.yaml: simulate.options.targeted_flip source={source} target={target}; "
+                              f"use two different class indices in 0..{n_classes - 1}")
+    of_source = np.flatnonzero(y == source)
+    mask = np.zeros(len(y), dtype=bool)
+    mask[of_source] = _choose(len(of_source), rate, rng)
+    y = y.copy()
+    y[mask] = target
+    return X, y, mask
+
+
+def _noise(X, y, rate, rng, n_classes, *, kind, scale=1.0):
+    """Feature corruption: noise of `scale` times each feature's std added to every feature of the chosen rows.
+    Uniform noise is drawn on [-sqrt(3), sqrt(3)] so both kinds have unit variance before scaling."""
+    mask = _choose(len(y), rate, rng)
+    shape = (int(mask.sum()), X.shape[1])
+    unit = rng.standard_normal(shape) if kind == "gaussian" else rng.uniform(-np.sqrt(3), np.sqrt(3), shape)
+    X = X.copy()
+    X[mask] = (X[mask] + scale * _feature_std(X) * unit).astype(X.dtype)
+    return X, y, mask
+
+
+attack("gaussian_noise")(partial(_noise, kind="gaussian"))
+attack("uniform_noise")(partial(_noise, kind="uniform"))
 
 
 @attack("outliers")
@@ -48,9 +98,104 @@ def outliers(X, y, rate, rng, n_classes):
     return X, y, mask
 
 
-def simulate(X: np.ndarray, y: np.ndarray, name: str, rate: float, seed: int, n_classes: int):
-    if name not in ATTACKS:
-        from tasks.config import PoisongateError
+@attack("irrelevant_features")
+def irrelevant_features(X, y, rate, rng, n_classes):
+    """Irrelevant features: round(rate * n_features) extra columns (at least 1) of Gaussian noise with the data's
+    median feature std, independent of the label. Every row carries them, so the mask is all True."""
+    extra = max(1, int(round(rate * X.shape[1])))
+    std = _feature_std(X)
+    scale = float(np.median(std[std > 0])) if (std > 0).any() else 1.0
+    noise = (scale * rng.standard_normal((len(X), extra))).astype(X.dtype)
+    return np.concatenate([X, noise], axis=1), y, np.ones(len(y), dtype=bool)
 
+
+@attack("noisy_duplicates")
+def noisy_duplicates(X, y, rate, rng, n_classes, *, copies=10, scale=0.1):
+    """Duplication with noise: the chosen rows become noisy copies (noise `scale` x feature std) of a few
+    untouched rows, about `copies` copies each, with those rows' labels."""
+    mask = _choose(len(y), rate, rng)
+    count = int(mask.sum())
+    sources = rng.choice(np.flatnonzero(~mask), size=max(1, -(-count // copies)), replace=False)
+    picked = rng.choice(sources, size=count)
+    X, y = X.copy(), y.copy()
+    X[mask] = (X[picked] + scale * _feature_std(X) * rng.standard_normal((count, X.shape[1]))).astype(X.dtype)
+    y[mask] = y[picked]
+    return X, y, mask
+
+
+@attack("mass_duplicates")
+def mass_duplicates(X, y, rate, rng, n_classes, *, points=3):
+    """Mass duplication: the chosen rows become exact copies of `points` untouched rows of one random class,
+    an artificial class imbalance."""
+    mask = _choose(len(y), rate, rng)
+    classes, counts = np.unique(y[~mask], return_counts=True)
+    cls = rng.choice(classes[counts >= points])
+    sources = rng.choice(np.flatnonzero(~mask & (y == cls)), size=points, replace=False)
+    picked = sources[np.arange(int(mask.sum())) % points]
+    X, y = X.copy(), y.copy()
+    X[mask], y[mask] = X[picked], y[picked]
+    return X, y, mask
+
+
+@attack("sine_pattern")
+def sine_pattern(X, y, rate, rng, n_classes, *, frequency=3.0, amplitude=0.3, along="features"):
+    """Subtle structured noise: amplitude x feature std x sin(2 pi frequency t / T + phase), with t the feature
+    index (`along: features`) or the row's position in the data (`along: rows`, for time-ordered rows)."""
+    if along not in ("features", "rows"):
+        raise PoisongateError(f"params.yaml: simulate.options.sine_pattern.along={along!r}; use features or rows")
+    mask = _choose(len(y), rate, rng)
+    phase = rng.uniform(0, 2 * np.pi)
+    if along == "features":
+        wave = np.sin(2 * np.pi * frequency * np.arange(X.shape[1]) / X.shape[1] + phase)[None, :]
+    else:
+        wave = np.sin(2 * np.pi * frequency * np.flatnonzero(mask) / len(y) + phase)[:, None]
+    X = X.copy()
+    X[mask] = (X[mask] + amplitude * _feature_std(X) * wave).astype(X.dtype)
+    return X, y, mask
+
+
+def image_side(n_features: int) -> int | None:
+    """The side of the square image a row of `n_features` is, or None if it is not one."""
+    side = int(round(np.sqrt(n_features)))
+    return side if side * side == n_features else None
+
+
+def add_trigger(X: np.ndarray, *, patch: int = 3, value: float | None = None) -> np.ndarray:
+    """Stamp a `patch` x `patch` square of `value` (default: the data's maximum) into the bottom-right corner of
+    every row, read as a square image (8 x 8 for the default digits)."""
+    side = image_side(X.shape[1])
+    if side is None or not 0 < patch <= side:
+        raise PoisongateError(f"backdoor needs square-image rows (n_features = side^2, patch <= side); got "
+                              f"{X.shape[1]} features and patch {patch}: use image data or another attack")
+    images = X.reshape(len(X), side, side).copy()
+    images[:, -patch:, -patch:] = X.max() if value is None else value
+    return images.reshape(X.shape)
+
+
+@attack("backdoor")
+def backdoor(X, y, rate, rng, n_classes, *, target=0, patch=3, value=None):
+    """Backdoor: chosen rows not of class `target` get the trigger patch and the label `target`."""
+    mask = _choose(len(y), rate, rng, among=np.flatnonzero(y != target))
+    X, y = X.copy(), y.copy()
+    X[mask] = add_trigger(X[mask], patch=patch, value=X.max() if value is None else value)
+    y[mask] = target
+    return X, y, mask
+
+
+def attack_success_rate(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray, *,
+                        target=0, patch=3, value=None) -> float:
+    """Share of clean test rows not of class `target` that `predict` assigns to `target` once triggered."""
+    victims = X[y != target]
+    triggered = add_trigger(victims, patch=patch, value=X.max() if value is None else value)
+    return float(np.mean(np.asarray(predict(triggered)) == target)) if len(victims) else 0.0
+
+
+def simulate(X: np.ndarray, y: np.ndarray, name: str, rate: float, seed: int, n_classes: int, options: dict | None = None):
+    if name not in ATTACKS:
         raise PoisongateError(f"unknown attack {name!r} in simulate.attack; choose one of {sorted(ATTACKS)}")
-    return ATTACKS[name](X, y, float(rate), np.random.default_rng(seed), n_classes)
+    fn, args = ATTACKS[name], (X, y, float(rate), np.random.default_rng(seed), n_classes)
+    try:
+        inspect.signature(fn).bind(*args, **(options or {}))
+    except TypeError as e:  # an option this attack does not have
+        raise PoisongateError(f"params.yaml: simulate.options.{name}: {e}; see tasks/attacks.py for its options") from None
+    return fn(*args, **(options or {}))

@@ -37,22 +37,51 @@ class FilterResult:
 
 
 def calibrate(name: str, options: dict[str, Any], X: np.ndarray, y: np.ndarray, fpr: float, folds: int, seed: int):
-    """Fit on all trusted rows; threshold = the (1 - fpr) quantile of k-fold out-of-sample trusted scores."""
-    order = np.random.default_rng(seed).permutation(len(X))
-    held_out = []
-    for part in np.array_split(order, folds):
-        rest = np.setdiff1d(order, part)
-        held_out.append(detectors.make(name, options).fit(X[rest], y[rest]).score(X[part], y[part]))
-    threshold = float(np.quantile(np.concatenate(held_out), 1.0 - fpr))
-    return detectors.make(name, options).fit(X, y), threshold
+    """Fit on all trusted rows; threshold = the (1 - fpr) quantile of out-of-sample trusted scores (k-fold,
+    or the detector's own scheme), never below the detector's floor."""
+    detector = detectors.make(name, options)
+    held_out = detector.held_out_scores(X, y, folds, seed)
+    threshold = max(tail_quantile(held_out, 1.0 - fpr), detector.min_threshold)
+    return detector.fit(X, y), threshold
+
+
+def tail_quantile(scores: np.ndarray, q: float, tail: float = 0.1, min_beyond: int = 5) -> float:
+    """The q quantile of the trusted scores; when fewer than `min_beyond` of them lie beyond it (a strict
+    rate, few trusted rows), extrapolated with an exponential fit to the top `tail` share (peaks over a
+    threshold, shape 0) instead of resting on the last one or two rows."""
+    scores = np.asarray(scores, np.float64)
+    if len(scores) * (1.0 - q) >= min_beyond:
+        return float(np.quantile(scores, q))
+    start = float(np.quantile(scores, 1.0 - tail))
+    excess = scores[scores > start] - start
+    if len(excess) < min_beyond:
+        return float(scores.max())
+    return start + float(excess.mean()) * float(np.log(tail / (1.0 - q)))
+
+
+def calibrate_on_batch(name: str, options: dict[str, Any], X: np.ndarray, y: np.ndarray, fpr: float):
+    """No trusted rows: a robust fit on the batch itself, threshold median + z(1 - fpr) x 1.4826 MAD of its
+    own scores (a normal tail; the median and MAD hold while less than half the batch is poisoned)."""
+    from scipy.stats import norm
+
+    detector = detectors.make(name, options).fit_untrusted(X, y)
+    scores = np.asarray(detector.score(X, y), np.float64)
+    median = float(np.median(scores))
+    spread = 1.4826 * float(np.median(np.abs(scores - median)))
+    return detector, max(median + float(norm.ppf(1.0 - fpr)) * spread, detector.min_threshold)
 
 
 def run_filter(X_ref, y_ref, X, y, cfg: dict[str, Any]) -> FilterResult:
     scores, thresholds = {}, {}
     for name, options in cfg["detectors"].items():
-        detector, thresholds[name] = calibrate(
-            name, options, X_ref, y_ref, float(cfg["false_positive_rate"]), int(cfg["calibration_folds"]), int(cfg["seed"])
-        )
+        options = options or {}
+        fpr = float(options.get("false_positive_rate", cfg["false_positive_rate"]))  # a detector may be stricter
+        if len(X_ref):
+            detector, thresholds[name] = calibrate(
+                name, options, X_ref, y_ref, fpr, int(cfg["calibration_folds"]), int(cfg["seed"])
+            )
+        else:
+            detector, thresholds[name] = calibrate_on_batch(name, options, X, y, fpr)
         scores[name] = np.asarray(detector.score(X, y), np.float64)
     return FilterResult(scores, thresholds)
 

@@ -55,9 +55,11 @@ def poison(frame: pd.DataFrame, reference: pd.DataFrame, params: dict[str, Any])
         return frame, np.zeros(len(frame), dtype=bool)
     schema = schema_from_reference(reference, params["data"], "reference")
     X, y = to_arrays(frame, schema)
-    X, y, mask = attacks.simulate(X, y, sim["attack"], sim["rate"], int(sim["seed"]), len(schema.classes))
+    options = (sim.get("options") or {}).get(sim["attack"])
+    X, y, mask = attacks.simulate(X, y, sim["attack"], sim["rate"], int(sim["seed"]), len(schema.classes), options)
     poisoned = frame.copy()
-    poisoned[list(schema.features)] = pd.DataFrame(X, columns=list(schema.features), index=frame.index)
+    columns = list(schema.features) + [f"irrelevant_{i}" for i in range(X.shape[1] - len(schema.features))]
+    poisoned[columns] = pd.DataFrame(X, columns=columns, index=frame.index)
     poisoned[schema.label] = pd.Series(np.asarray(schema.classes, dtype=object)[y], index=frame.index).astype(frame[schema.label].dtype)
     return poisoned, mask
 

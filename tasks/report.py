@@ -54,6 +54,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"{'PASSED' if v['passed'] else 'FAILED'}: {v['evaluated']} expectations evaluated, {len(v['failed'])} failed.")
         lines += [f"- `{f['expectation']}` on `{f['column'] or 'table'}`: observed {f['observed']}" + (f" (error: {f['error']})" if f["error"] else "")
                   for f in v["failed"]]
+        if v.get("data_docs"):
+            lines.append(f"\nGX Data Docs for this batch: [{v['data_docs']}](../{v['data_docs']})")
     lines.append("")
 
     f = s.get("filter")

@@ -30,29 +30,69 @@ def _expect(kind: str, **kwargs: Any) -> dict[str, Any]:
     return {"type": kind, "kwargs": kwargs, "meta": {}}
 
 
+QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
+
+
 def build_suite(reference: pd.DataFrame, schema: Schema, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Schema, nulls, non-finite values, per-column ranges and the label set, from trusted data."""
+    """From trusted data: schema and dtypes, nulls and non-finite values, per-column ranges, mean/stdev/quantile
+    bands, the label set and class proportions, row count and duplicate share."""
     margin, mostly = float(cfg["range_margin"]), float(cfg["range_mostly"])
     expectations = [
         _expect("expect_table_columns_to_match_set", column_set=schema.columns, exact_match=True),
-        _expect("expect_table_row_count_to_be_between", min_value=1, max_value=None),
+        _expect("expect_table_row_count_to_be_between", min_value=int(cfg.get("min_rows", 1)), max_value=cfg.get("max_rows")),
         _expect("expect_column_values_to_not_be_null", column=schema.label),
         _expect("expect_column_values_to_be_in_set", column=schema.label, value_set=list(schema.classes)),
     ]
     if schema.id:
         expectations.append(_expect("expect_column_values_to_be_unique", column=schema.id))
+    if "max_class_kl" in cfg:
+        share = reference[schema.label].value_counts(normalize=True)
+        expectations.append(_expect(
+            "expect_column_kl_divergence_to_be_less_than", column=schema.label, threshold=float(cfg["max_class_kl"]),
+            partition_object={"values": list(schema.classes), "weights": [float(share.get(c, 0.0)) for c in schema.classes]},
+        ))
+    if "max_duplicate_share" in cfg:
+        expectations.append(_expect("expect_compound_columns_to_be_unique", column_list=[schema.label, *schema.features],
+                                    mostly=1.0 - float(cfg["max_duplicate_share"])))
+    stds = reference[list(schema.features)].std().to_numpy(dtype=np.float64)
+    typical = float(np.median(stds[stds > 0])) if (stds > 0).any() else 1.0
     for col in schema.features:
         values = reference[col].to_numpy(dtype=np.float64)
         lo, hi = float(values.min()), float(values.max())
         pad = margin * max(hi - lo, 1e-9)
+        # A nearly constant column (a border pixel) gets bands from the data's typical spread instead.
+        spread = max(float(values.std()), 0.25 * typical)
         expectations += [
+            _expect("expect_column_values_to_be_in_type_list", column=col, type_list=_type_family(reference[col])),
             _expect("expect_column_values_to_not_be_null", column=col),
             # Finite bounds also reject +-inf, which would otherwise sail through a range check.
             # Every value finite (inf/1e308 would poison the arithmetic downstream), then most in range.
             _expect("expect_column_values_to_be_between", column=col, min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX),
             _expect("expect_column_values_to_be_between", column=col, min_value=lo - pad, max_value=hi + pad, mostly=mostly),
         ]
+        if "mean_band" in cfg:
+            band = float(cfg["mean_band"]) * spread
+            expectations.append(_expect("expect_column_mean_to_be_between", column=col,
+                                        min_value=float(values.mean()) - band, max_value=float(values.mean()) + band))
+        if "stdev_band" in cfg:
+            low, high = (float(b) for b in cfg["stdev_band"])
+            floor = low * float(values.std()) if values.std() >= 0.25 * typical else 0.0  # a sparse column may be constant
+            expectations.append(_expect("expect_column_stdev_to_be_between", column=col, min_value=floor, max_value=high * spread))
+        if "quantile_band" in cfg:
+            band = float(cfg["quantile_band"]) * spread
+            ranges = [[float(q) - band, float(q) + band] for q in np.quantile(values, QUANTILES)]
+            expectations.append(_expect("expect_column_quantile_values_to_be_between", column=col,
+                                        quantile_ranges={"quantiles": QUANTILES, "value_ranges": ranges}))
     return {"name": SUITE_NAME, "expectations": expectations, "meta": {}}
+
+
+def _type_family(column: pd.Series) -> list[str]:
+    """The reference's dtype and its kin: a CSV gives float64 where the Parquet reference has float32."""
+    if pd.api.types.is_float_dtype(column):
+        return ["float16", "float32", "float64", "Float32", "Float64"]
+    if pd.api.types.is_integer_dtype(column):
+        return ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64", "uint8", "uint16", "uint32", "uint64"]
+    return [str(column.dtype)]
 
 
 def build(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
@@ -82,14 +122,33 @@ def _context():
     return ctx, batch_definition
 
 
-def validate_frame(frame: pd.DataFrame, suite_json: dict[str, Any]) -> dict[str, Any]:
-    """Run the suite through a GX context; returns the batch verdict and every failed expectation."""
+def run_suite(frame: pd.DataFrame, suite_json: dict[str, Any]):
+    """Run the suite through a GX context: the full GX validation result."""
     import great_expectations as gx
 
     ctx, batch_definition = _context()
     suite_json = {k: v for k, v in suite_json.items() if k in ("name", "expectations")}
     suite = gx.ExpectationSuite(**suite_json)
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    return batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+
+
+def data_docs_html(result) -> str:
+    """GX's own Data Docs page for one validation result (the renderer its data-docs sites use)."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    for r in result.results:  # GX 1.24's renderer chokes on numpy 2 scalars (their repr is "np.float64(...)")
+        if isinstance(r.result.get("observed_value"), np.generic):
+            r.result["observed_value"] = r.result["observed_value"].item()
+    return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+
+
+def validate_frame(frame: pd.DataFrame, suite_json: dict[str, Any]) -> dict[str, Any]:
+    """The batch verdict and every failed expectation."""
+    return summarize(run_suite(frame, suite_json))
+
+
+def summarize(result) -> dict[str, Any]:
     failed = []
     for r in result.results:
         if r.success:
@@ -122,4 +181,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def validate(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
-    return validate_frame(read_table(ws.incoming), json.loads(ws.suite.read_text()))
+    """Validate the incoming batch; its Data Docs page goes to reports/data_docs/, named by the batch's md5
+    (git keeps every run's page with the run's commit), and its path into the summary for the run report."""
+    result = run_suite(read_table(ws.incoming), json.loads(ws.suite.read_text()))
+    docs = ws.path("reports", "data_docs", f"validate-{file_md5(ws.incoming)[:12]}.html")
+    atomic_write_text(docs, data_docs_html(result))
+    return {**summarize(result), "data_docs": str(docs.relative_to(ws.root))}

@@ -33,3 +33,23 @@ def test_quarantine_frame_keeps_rows_as_received_plus_reasons_and_scores(digits)
     assert frame["id"].tolist() == batch["id"].iloc[[1, 4]].tolist()
     assert frame["score_knn_label"].tolist() == [1.0, 4.0]
     assert frame[batch.columns].equals(batch.iloc[[1, 4]])
+
+
+def test_tail_quantile_extrapolates_a_strict_rate_past_a_few_hundred_trusted_scores():
+    from tasks.filter import tail_quantile
+
+    scores = np.random.default_rng(0).exponential(size=500)
+    assert tail_quantile(scores, 0.9) == np.quantile(scores, 0.9)  # 50 rows beyond: the plain quantile
+    assert abs(tail_quantile(scores, 0.999) - np.log(1000)) < 1.0  # 0.5 rows beyond: the fitted tail
+    assert tail_quantile(scores, 0.999) > np.quantile(scores, 0.99)
+
+
+def test_every_flagging_detector_is_named_in_the_row_reason(digits, params):
+    X_ref, y_ref = digits["reference"]
+    X, y = digits["batch"]
+    X_bad, y_bad = X.copy(), y.copy()
+    X_bad[0, 10] = 1e4  # extreme value
+    y_bad[0] = (y_bad[0] + 1) % 10  # and a flipped label
+    cfg = {**params["filter"], "detectors": {k: params["filter"]["detectors"][k] for k in ("robust_zscore", "knn_label")}}
+    reason = run_filter(X_ref, y_ref, X_bad, y_bad, cfg).reasons()[0]
+    assert "robust_zscore" in reason and "knn_label" in reason

@@ -1,0 +1,181 @@
+"""Efficacy of the poisoning gates on the default data (digits), side by side with what a user would reach for.
+
+Label flips (uniform, and one class pair 3 -> 8) at 10/20/30/40%: precision/recall/F1 of confident_learning,
+knn_label and their union (the gate's label detectors) vs cleanlab.filter.find_label_issues on the SAME
+out-of-fold probabilities. Feature attacks (Gaussian noise 0.5 x std, extreme values, noisy and mass
+duplicates): AUROC and recall at 1% false-positive rate of each feature detector and of the gate (max of
+score / calibrated threshold) vs scikit-learn's IsolationForest, EllipticEnvelope and LocalOutlierFactor
+(each fit on the trusted reference, scoring the batch), plus the share of clean rows the gate flags.
+
+    uv run python benchmarks/gates_efficacy.py [--seeds 3] [--out benchmarks/results/gates_efficacy]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import yaml
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score, roc_curve
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tasks import detectors  # noqa: E402
+from tasks.attacks import ATTACKS  # noqa: E402
+from tasks.data import load_digits_frame, schema_from_reference, split_default, to_arrays  # noqa: E402
+from tasks.filter import calibrate  # noqa: E402
+
+RATES = [0.1, 0.2, 0.3, 0.4]
+LABEL_ATTACKS = {"label_flip": {}, "targeted_flip": {"source": 3, "target": 8}}
+FEATURE_ATTACKS = {"gaussian_noise": {"scale": 0.5}, "outliers": {}, "noisy_duplicates": {}, "mass_duplicates": {}}
+FEATURE_DETECTORS = ["robust_zscore", "iqr_fence", "mahalanobis", "periodic_noise", "duplicates"]
+
+
+def load():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    reference, _, batches = split_default(load_digits_frame(), params["data"]["split"])
+    schema = schema_from_reference(reference, params["data"], "reference")
+    X_ref, y_ref = to_arrays(reference, schema)
+    batch = [to_arrays(b, schema) for b in batches]
+    X, y = np.concatenate([b[0] for b in batch]), np.concatenate([b[1] for b in batch])
+    return params, X_ref, y_ref, X, y, len(schema.classes)
+
+
+def recall_at_fpr(mask, score, fpr=0.01):
+    curve_fpr, curve_tpr, _ = roc_curve(mask, score)
+    return float(np.interp(fpr, curve_fpr, curve_tpr))
+
+
+def prf(mask, flagged):
+    return {"precision": precision_score(mask, flagged, zero_division=0), "recall": recall_score(mask, flagged),
+            "f1": f1_score(mask, flagged)}
+
+
+def label_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
+    from cleanlab.filter import find_label_issues
+
+    cfg = params["filter"]
+    fit = {name: calibrate(name, cfg["detectors"][name], X_ref, y_ref, cfg["false_positive_rate"], 5, 0)
+           for name in ("confident_learning", "knn_label")}
+    rows = []
+    for attack, options in LABEL_ATTACKS.items():
+        for rate in RATES:
+            for seed in range(seeds):
+                _, y_bad, mask = ATTACKS[attack](X, y, rate, np.random.default_rng(seed), n_classes, **options)
+                cl, cl_threshold = fit["confident_learning"]
+                X_all, y_all = np.concatenate([X_ref, X]), np.concatenate([y_ref, y_bad])
+                oof = cl.out_of_fold(X_all, y_all)  # the same probabilities for both methods
+                ours_cl = detectors.label_margin(oof, y_all)[len(X_ref):] > cl_threshold
+                knn, knn_threshold = fit["knn_label"]
+                ours_knn = knn.score(X, y_bad) > knn_threshold
+                theirs = find_label_issues(y_all, oof)[len(X_ref):]
+                for method, flagged in (("confident_learning", ours_cl), ("knn_label", ours_knn),
+                                        ("gate (knn | CL)", ours_cl | ours_knn), ("cleanlab find_label_issues", theirs)):
+                    rows.append({"attack": attack, "rate": rate, "seed": seed, "method": method, **prf(mask, flagged)})
+                print(f"{attack} {rate:.0%} seed {seed}: " + ", ".join(
+                    f"{r['method']} F1 {r['f1']:.3f}" for r in rows[-4:]), flush=True)
+    return rows
+
+
+def feature_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
+    from sklearn.covariance import EllipticEnvelope
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
+    cfg = params["filter"]
+    fitted = {name: calibrate(name, cfg["detectors"][name], X_ref, y_ref,
+                              cfg["detectors"][name].get("false_positive_rate", cfg["false_positive_rate"]), 5, 0)
+              for name in FEATURE_DETECTORS}
+    baselines = {
+        "IsolationForest": lambda: IsolationForest(random_state=0),
+        "EllipticEnvelope": lambda: EllipticEnvelope(random_state=0, support_fraction=0.9),
+        "LocalOutlierFactor": lambda: LocalOutlierFactor(novelty=True),
+    }
+    rows = []
+    for attack, options in FEATURE_ATTACKS.items():
+        for rate in RATES:
+            for seed in range(seeds):
+                X_bad, y_bad, mask = ATTACKS[attack](X, y, rate, np.random.default_rng(seed), n_classes, **options)
+                scores = {name: np.asarray(det.score(X_bad, y_bad), np.float64) for name, (det, _) in fitted.items()}
+                gate_flags = np.any([scores[name] > t for name, (_, t) in fitted.items()], axis=0)
+                # one number per row for the ROC: > 1 exactly where a detector flags (a copy count over a 0 cap: +1)
+                gate = np.max([scores[name] / t if t > 0 else scores[name] + 1.0 for name, (_, t) in fitted.items()], axis=0)
+                scores["gate (max score / threshold)"] = gate
+                for name, make in baselines.items():
+                    model = make().fit(X_ref)
+                    scores[name] = -model.score_samples(X_bad)
+                for method, s in scores.items():
+                    rows.append({"attack": attack, "rate": rate, "seed": seed, "method": method,
+                                 "auroc": roc_auc_score(mask, s), "recall_at_1pct_fpr": recall_at_fpr(mask, s)})
+                rows.append({"attack": attack, "rate": rate, "seed": seed, "method": "gate flags (calibrated)",
+                             "recall": float(gate_flags[mask].mean()), "clean_flagged": float(gate_flags[~mask].mean())})
+                print(f"{attack} {rate:.0%} seed {seed}: gate AUROC {roc_auc_score(mask, gate):.3f}, "
+                      f"flags recall {gate_flags[mask].mean():.3f}, clean flagged {gate_flags[~mask].mean():.3f}", flush=True)
+    return rows
+
+
+def summarise(rows, metrics):
+    """mean and std over seeds, per (attack, rate, method)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["attack"], r["rate"], r["method"]), []).append(r)
+    out = []
+    for (attack, rate, method), group in groups.items():
+        entry = {"attack": attack, "rate": rate, "method": method}
+        for m in metrics:
+            values = [g[m] for g in group if m in g]
+            if values:
+                entry[m] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        out.append(entry)
+    return out
+
+
+def markdown(meta, label, feature) -> str:
+    lines = [f"# Gate efficacy ({meta['date']})", "", f"Machine: {meta['machine']}. Command: `{meta['command']}`. "
+             f"{meta['seeds']} seeds, mean ± std. Data: digits, trusted reference {meta['reference_rows']} rows, "
+             f"batch {meta['batch_rows']} rows.", "", "## Label flips: precision / recall / F1", "",
+             "| attack | rate | method | precision | recall | F1 |", "|---|---|---|---|---|---|"]
+    fmt = lambda e, m: f"{e[m]['mean']:.3f} ± {e[m]['std']:.3f}" if m in e else ""  # noqa: E731
+    lines += [f"| {e['attack']} | {e['rate']:.0%} | {e['method']} | {fmt(e, 'precision')} | {fmt(e, 'recall')} | {fmt(e, 'f1')} |"
+              for e in label]
+    lines += ["", "## Feature attacks: AUROC / recall at 1% FPR (gate flags: recall / clean rows flagged)", "",
+              "| attack | rate | method | AUROC | recall@1%FPR | flags recall | clean flagged |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {e['attack']} | {e['rate']:.0%} | {e['method']} | {fmt(e, 'auroc')} | {fmt(e, 'recall_at_1pct_fpr')} | "
+              f"{fmt(e, 'recall')} | {fmt(e, 'clean_flagged')} |" for e in feature]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gates_efficacy"))
+    parser.add_argument("--only", choices=["label", "feature"])
+    args = parser.parse_args()
+    params, X_ref, y_ref, X, y, n_classes = load()
+    start = time.perf_counter()
+    label = [] if args.only == "feature" else label_benchmark(params, X_ref, y_ref, X, y, n_classes, args.seeds)
+    feature = [] if args.only == "label" else feature_benchmark(params, X_ref, y_ref, X, y, n_classes, args.seeds)
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs), {platform.python_version()}",
+            "command": "uv run python benchmarks/gates_efficacy.py " + " ".join(sys.argv[1:]),
+            "seeds": args.seeds, "reference_rows": len(X_ref), "batch_rows": len(X),
+            "seconds": round(time.perf_counter() - start, 1)}
+    label_summary = summarise(label, ["precision", "recall", "f1"])
+    feature_summary = summarise(feature, ["auroc", "recall_at_1pct_fpr", "recall", "clean_flagged"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "label": label_summary, "feature": feature_summary,
+                                                    "runs": label + feature}, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(meta, label_summary, feature_summary))
+    print(markdown(meta, label_summary, feature_summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""The red-team matrix: every attack x rate x seed through the pipeline with the gates on and with them off.
+
+One cell runs the stage functions in memory, not a DVC flow: the attack (tasks.attacks via ingest.poison, the
+code path of `run --simulate`), the GX data gate (tasks.validate), the poisoning gate (tasks.filter), training
+(tasks.train), cross-validation (tasks.crossval) and the promotion gate (tasks.promote). Gates off = train on the
+reference plus the whole poisoned batch. Per seed, two baselines: the champion (trained on the trusted reference
+alone: what serves before this batch arrives) and the clean model (reference + the unpoisoned batch, no gates).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_fscore_support
+
+from tasks import attacks, crossval, filter, promote, train, validate
+from tasks import model as models
+from tasks.config import PoisongateError, Workspace, atomic_path, atomic_write_text
+from tasks.data import DIGITS, Schema, load_digits_frame, read_table, schema_from_reference, split_default, to_arrays
+from tasks.ingest import _user_path, load_source_batch, poison
+
+_GX_LOCK = threading.Lock()  # cells run in threads; one GX context is shared and not thread-safe
+
+
+@dataclass(frozen=True)
+class MatrixData:
+    reference: pd.DataFrame
+    holdout: pd.DataFrame
+    batch: pd.DataFrame
+    schema: Schema
+    suite: dict[str, Any]  # the GX suite, derived from the reference as the `expectations` stage does
+
+
+@dataclass(frozen=True)
+class Model:
+    graphdef: Any
+    weights: Any
+    spec: dict[str, Any]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = widen(X, self.spec["n_features"])
+        return np.asarray(train.predict_proba(self.graphdef, self.weights, models.scale(X, self.spec))).argmax(axis=1)
+
+
+def load_data(ws: Workspace, params: dict[str, Any]) -> MatrixData:
+    """The trusted reference, golden holdout and incoming batch of params.yaml's `data` section, in memory."""
+    data = params["data"]
+    if data["source"] == DIGITS:
+        reference, holdout, _ = split_default(load_digits_frame(), data["split"])
+        ref_path = "digits reference"
+    else:
+        ref_path = _user_path(ws, data, "reference")
+        reference, holdout = read_table(ref_path), read_table(_user_path(ws, data, "holdout"))
+    schema = schema_from_reference(reference, data, ref_path)
+    suite = validate.build_suite(reference, schema, params["validate"])
+    return MatrixData(reference[schema.columns], holdout, load_source_batch(ws, data), schema, suite)
+
+
+def widen(X: np.ndarray, width: int) -> np.ndarray:
+    """Zero-fill the columns an attack added (irrelevant features) on rows that do not carry them."""
+    return np.pad(X, ((0, 0), (0, width - X.shape[1]))) if X.shape[1] < width else X
+
+
+def fit_model(X: np.ndarray, y: np.ndarray, classes: tuple, cfg: dict[str, Any]) -> Model:
+    spec = models.model_spec(cfg, X, classes)
+    graphdef, weights, *_ = train.fit(models.scale(X, spec), y, spec, cfg)
+    return Model(graphdef, weights, spec)
+
+
+def evaluate(model: Model, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    return promote.evaluate(model.graphdef, model.weights, model.spec, widen(X, model.spec["n_features"]), y)
+
+
+def train_config(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    epochs = params["redteam"].get("epochs") or params["train"]["epochs"]
+    return {**params["train"], "seed": int(params["train"]["seed"]) + seed, "epochs": int(epochs)}
+
+
+def backdoor_options(params: dict[str, Any]) -> dict[str, Any]:
+    return (params["simulate"].get("options") or {}).get("backdoor") or {}
+
+
+def success_rate(model: Model, data: MatrixData, params: dict[str, Any]) -> float | None:
+    """Backdoor attack success rate on triggered clean holdout rows; None where rows are not square images."""
+    X, y = to_arrays(data.holdout, data.schema)
+    try:
+        return attacks.attack_success_rate(model.predict, X, y, **backdoor_options(params))
+    except PoisongateError:
+        return None
+
+
+def baseline(data: MatrixData, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The champion (reference alone) and the clean model (reference + unpoisoned batch, no gates)."""
+    cfg = train_config(params, seed)
+    X_ref, y_ref = to_arrays(data.reference, data.schema)
+    X, y = to_arrays(data.batch, data.schema)
+    X_hold, y_hold = to_arrays(data.holdout, data.schema)
+    champion = fit_model(X_ref, y_ref, data.schema.classes, cfg)
+    clean = fit_model(np.concatenate([X_ref, X]), np.concatenate([y_ref, y]), data.schema.classes, cfg)
+    return {
+        "seed": seed,
+        "champion": evaluate(champion, X_hold, y_hold),
+        "clean_accuracy": evaluate(clean, X_hold, y_hold)["accuracy"],
+        "clean_asr": success_rate(clean, data, params),
+        "champion_asr": success_rate(champion, data, params),
+    }
+
+
+def gate(data: MatrixData, frame: pd.DataFrame, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The data gate and the poisoning gate on a batch: (quarantined rows, rows the detectors flagged, why the
+    whole batch was refused or None). The detectors' flags are kept even when a gate refuses the whole batch,
+    so the matrix also measures the row-level gate on its own."""
+    X_ref, y_ref = to_arrays(data.reference, data.schema)
+    flagged = filter.run_filter(X_ref, y_ref, *to_arrays(frame, data.schema), params["filter"]).quarantined
+    with _GX_LOCK:
+        checked = validate.validate_frame(frame, data.suite)
+    everything = np.ones(len(frame), bool)
+    if not checked["passed"]:
+        return everything, flagged, "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]}))
+    if flagged.mean() > float(params["filter"]["max_quarantine_share"]):
+        return everything, flagged, f"poisoning gate: {flagged.mean():.0%} of rows flagged"
+    return flagged, flagged, None
+
+
+def detection(truth: np.ndarray, caught: np.ndarray, prefix: str = "") -> dict[str, float]:
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, caught, average="binary", zero_division=0)
+    return {f"{prefix}precision": float(precision), f"{prefix}recall": float(recall), f"{prefix}f1": float(f1)}
+
+
+def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float, seed: int,
+             base: dict[str, Any]) -> dict[str, Any]:
+    """One attack at one rate and seed: accuracy without and with the gates, detection, ASR, promotion."""
+    sim = {**params["simulate"], "attack": attack, "rate": rate, "seed": seed}
+    frame, truth = poison(data.batch, data.reference, {**params, "simulate": sim})
+    cfg = train_config(params, seed)
+    classes = data.schema.classes
+    X_ref, y_ref = to_arrays(data.reference, data.schema)
+    X_hold, y_hold = to_arrays(data.holdout, data.schema)
+    added = [c for c in frame.columns if c not in data.batch.columns]  # irrelevant features, if any
+    X = frame[list(data.schema.features) + added].to_numpy(np.float32)
+    _, y = to_arrays(frame, data.schema)
+
+    ungated = fit_model(np.concatenate([widen(X_ref, X.shape[1]), X]), np.concatenate([y_ref, y]), classes, cfg)
+    quarantined, flagged, refused = gate(data, frame, params)
+    cell = {
+        "attack": attack, "rate": rate, "seed": seed, "poisoned_rows": int(truth.sum()), "batch_rows": len(truth),
+        "clean_accuracy": base["clean_accuracy"], "champion_accuracy": base["champion"]["accuracy"],
+        "accuracy_without_gates": evaluate(ungated, X_hold, y_hold)["accuracy"],
+        "quarantined": int(quarantined.sum()), "batch_refused": refused,
+        **detection(truth, quarantined), **detection(truth, flagged, "detector_"),
+    }
+    if refused:  # the flow stops: no candidate, the champion keeps serving
+        gated, cell["promoted"], cell["promotion"] = None, False, f"not reached ({refused})"
+        cell["accuracy_with_gates"] = base["champion"]["accuracy"]
+    else:
+        keep = ~quarantined
+        X_clean, y_clean = np.concatenate([X_ref, X[keep, : X_ref.shape[1]]]), np.concatenate([y_ref, y[keep]])
+        gated = fit_model(X_clean, y_clean, classes, cfg)
+        folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, int(params["crossval"]["folds"]))
+        candidate = evaluate(gated, X_hold, y_hold)
+        decision = promote.decide(candidate, base["champion"], {"spread": float(np.ptp(folds))}, params["promote"])
+        cell.update(accuracy_with_gates=candidate["accuracy"], promoted=decision["passed"], promotion=decision["reason"])
+    cell["served_accuracy"] = cell["accuracy_with_gates"] if cell["promoted"] else cell["champion_accuracy"]
+    if attack == "backdoor":
+        cell["asr_clean"] = base["clean_asr"]
+        cell["asr_without_gates"] = success_rate(ungated, data, params)
+        cell["asr_with_gates"] = base["champion_asr"] if gated is None else success_rate(gated, data, params)
+    return cell
+
+
+def attack_names(cfg: dict[str, Any], n_features: int) -> list[str]:
+    """redteam.attacks; `all` leaves the backdoor out where rows are not square images (it needs them)."""
+    if cfg["attacks"] in (None, "all"):
+        return [n for n in sorted(attacks.ATTACKS) if n != "backdoor" or attacks.image_side(n_features)]
+    names = list(cfg["attacks"])
+    unknown = [n for n in names if n not in attacks.ATTACKS]
+    if unknown:
+        raise PoisongateError(f"params.yaml: redteam.attacks names unknown attack {unknown[0]!r}; choose from {sorted(attacks.ATTACKS)}")
+    return names
+
+
+def describe(params: dict[str, Any], data: MatrixData, names: list[str], seeds: list[int], seconds: float) -> dict[str, Any]:
+    """What ran, where and when: recorded with every matrix."""
+    cfg = params["redteam"]
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
+        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+        "data": str(params["data"]["source"]), "batch_rows": len(data.batch),
+        "attacks": names, "rates": [float(r) for r in cfg["rates"]], "seeds": seeds,
+        "epochs": train_config(params, 0)["epochs"], "workers": int(cfg["workers"]), "seconds": round(seconds, 1),
+    }
+
+
+# ---- summary, targets and outputs ------------------------------------------------------------------------------
+
+MEANS = ("clean_accuracy", "accuracy_without_gates", "accuracy_with_gates", "served_accuracy", "champion_accuracy",
+         "precision", "recall", "f1", "detector_precision", "detector_recall", "asr_clean", "asr_without_gates", "asr_with_gates")
+
+
+def summarize(cells: list[dict[str, Any]], targets: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per attack x rate: means over seeds, promotions, and the issue's targets met or missed (and why)."""
+    rows = []
+    for (attack, rate), group in pd.DataFrame(cells).groupby(["attack", "rate"], sort=False):
+        row = {"attack": attack, "rate": float(rate), "seeds": len(group)}
+        row |= {k: float(group[k].mean()) for k in MEANS if k in group and group[k].notna().any()}
+        row["promoted"] = int(group["promoted"].sum())
+        row["refused"] = int(group["batch_refused"].notna().sum())
+        row["refused_by"] = sorted(group["batch_refused"].dropna().unique().tolist())
+        row["worst_seed_drop"] = float((group["clean_accuracy"] - group["accuracy_with_gates"]).max())
+        row["worse_promoted"] = int((group["promoted"] & (group["accuracy_with_gates"] < group["champion_accuracy"])).sum())
+        row["target"], row["why"] = check_targets(row, targets)
+        rows.append(row)
+    return rows
+
+
+def check_targets(row: dict[str, Any], targets: dict[str, Any]) -> tuple[str, str]:
+    """'met' or 'missed', and what the figures say about a miss. The promotion target holds for every row."""
+    misses = []
+    if row["worse_promoted"]:
+        misses.append(f"{row['worse_promoted']} seed(s) promoted a model worse than the champion")
+    drop = row["clean_accuracy"] - row["accuracy_with_gates"]
+    bound = {float(r): float(b) for r, b in targets["max_accuracy_drop"].items()}.get(row["rate"])
+    if bound is not None and drop > bound:
+        misses.append(f"gated accuracy {drop * 100:.1f} points below clean (bound {bound * 100:.0f}); " + (
+            f"batch refused in {row['refused']} seed(s), the champion has {row['champion_accuracy']:.3f}" if row["refused"]
+            else f"detection recall {row['recall']:.2f}, precision {row['precision']:.2f}"))
+    if row.get("asr_with_gates") is not None:
+        if row["asr_with_gates"] > targets["max_backdoor_asr"]:
+            misses.append(f"ASR with gates {row['asr_with_gates']:.2f} > {targets['max_backdoor_asr']} (recall {row['recall']:.2f})")
+        if drop > targets["max_backdoor_clean_cost"]:
+            misses.append(f"clean-accuracy cost {drop * 100:.1f} points > {targets['max_backdoor_clean_cost'] * 100:.0f}")
+    return ("missed", "; ".join(misses)) if misses else ("met", "")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value * 100:.1f}"
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"# poisongate red-team matrix", "", *(f"- {k}: {v}" for k, v in meta.items()), "",
+             "Accuracy on the golden holdout (%), mean over seeds. *clean*: no attack, no gates; *champion*: trusted "
+             "reference alone; *served*: the candidate if promoted, else the champion. P/R/F1: the quarantine vs the "
+             "poisoned rows (a refused batch is quarantined whole); detector P/R: the poisoning gate's row flags alone. "
+             "Worst drop: the largest clean - gates gap over seeds (points). Refused: batches refused whole, by: "
+             "D = the data gate (GX), F = the poisoning gate (too many rows flagged). ASR: backdoor attack success rate "
+             "on triggered clean holdout rows.", "",
+             "| attack | rate | clean | no gates | gates | worst drop | served | champion | promoted | refused | P | R | F1 | "
+             "detector P | detector R | ASR no gates | ASR gates | target | why |", "|" + "---|" * 19]
+    for r in rows:
+        by = "".join(sorted({"D" if reason.startswith("data gate") else "F" for reason in r["refused_by"]}))
+        lines.append(
+            f"| {r['attack']} | {r['rate']:.0%} | {_pct(r['clean_accuracy'])} | {_pct(r['accuracy_without_gates'])} | "
+            f"{_pct(r['accuracy_with_gates'])} | {r['worst_seed_drop'] * 100:.1f} | {_pct(r['served_accuracy'])} | "
+            f"{_pct(r['champion_accuracy'])} | {r['promoted']}/{r['seeds']} | {r['refused']}/{r['seeds']} {by} | "
+            f"{r['precision']:.2f} | {r['recall']:.2f} | {r['f1']:.2f} | {r['detector_precision']:.2f} | "
+            f"{r['detector_recall']:.2f} | {_pct(r.get('asr_without_gates'))} | {_pct(r.get('asr_with_gates'))} | "
+            f"{r['target']} | {r['why']} |")
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy drop vs clean (points), without and with the gates: attacks down, rates across."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(rows)
+    drops = {title: frame.assign(drop=100 * (frame["clean_accuracy"] - frame[column]))
+             .pivot(index="attack", columns="rate", values="drop")
+             for column, title in (("accuracy_without_gates", "gates off"), ("accuracy_with_gates", "gates on"))}
+    vmin = min(0.0, *(float(np.nanmin(d.to_numpy())) for d in drops.values()))  # one colour scale for both
+    vmax = max(10.0, *(float(np.nanmax(d.to_numpy())) for d in drops.values()))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * frame["attack"].nunique() + 2), constrained_layout=True)
+    for ax, (title, drop) in zip(axes, drops.items()):
+        image = ax.imshow(drop.to_numpy(), cmap="Reds", vmin=vmin, vmax=vmax)
+        ax.set_xticks(range(len(drop.columns)), [f"{r:.0%}" for r in drop.columns])
+        ax.set_yticks(range(len(drop.index)), drop.index)
+        for (i, j), v in np.ndenumerate(drop.to_numpy()):
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8)
+        ax.set_title(f"{title}: accuracy drop vs clean (points)")
+        ax.set_xlabel("poisoned share")
+    fig.colorbar(image, ax=axes, shrink=0.8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(out: Path, result: dict[str, Any]) -> dict[str, str]:
+    """redteam.json (every cell and the summary), redteam.md and redteam.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out / f"redteam.{kind}" for kind in ("json", "md", "png")}
+    atomic_write_text(paths["json"], json.dumps(result, indent=1, default=str) + "\n")
+    atomic_write_text(paths["md"], markdown(result["summary"], result["meta"]))
+    heatmap(result["summary"], paths["png"])
+    return {kind: str(p) for kind, p in paths.items()}
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Plain Python values for a Prefect table artifact (it rejects numpy scalars)."""
+    keep = ("attack", "rate", "clean_accuracy", "accuracy_without_gates", "accuracy_with_gates", "promoted",
+            "refused", "precision", "recall", "f1", "asr_with_gates", "target")
+    return [{k: (round(float(r[k]), 4) if isinstance(r.get(k), float) else r.get(k)) for k in keep} for r in rows]
