@@ -105,8 +105,8 @@ def feature_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
                 X_bad, y_bad, mask = ATTACKS[attack](X, y, rate, np.random.default_rng(seed), n_classes, **options)
                 scores = {name: np.asarray(det.score(X_bad, y_bad), np.float64) for name, (det, _) in fitted.items()}
                 gate_flags = np.any([scores[name] > t for name, (_, t) in fitted.items()], axis=0)
-                # one number per row for the ROC: > 1 exactly where a detector flags (a copy count over a 0 cap: +1)
-                gate = np.max([scores[name] / t if t > 0 else scores[name] + 1.0 for name, (_, t) in fitted.items()], axis=0)
+                # one number per row for the ROC: > 1 exactly where a detector flags (copies over a cap of 0: x 2)
+                gate = np.max([scores[name] / t if t > 0 else 2.0 * scores[name] for name, (_, t) in fitted.items()], axis=0)
                 scores["gate (max score / threshold)"] = gate
                 for name, make in baselines.items():
                     model = make().fit(X_ref)

@@ -373,8 +373,9 @@ class NearDuplicates(Detector):
     def score(self, X, y):
         Z = np.concatenate([self.ref, self._scaled(X)])
         candidates = list(self._pairs(Z, 8 * self.radius, within=4 * self.radius**2))  # sketch distances: slack
-        i = np.concatenate([i for i, _, _ in candidates])
-        j = np.concatenate([j for _, j, _ in candidates])
+        none = np.zeros(0, np.int64)  # an empty batch has no pairs
+        i = np.concatenate([none] + [i for i, _, _ in candidates])
+        j = np.concatenate([none] + [j for _, j, _ in candidates])
         close = np.mean((Z[i] - Z[j]) ** 2, axis=1) <= self.radius**2  # exact check of the few candidates
         later, earlier = np.maximum(i, j)[close], np.minimum(i, j)[close]
         pairs = np.unique(later.astype(np.int64) * len(Z) + earlier)  # a pair seen by several grids counts once
@@ -396,11 +397,11 @@ SKETCH_DIMS = 16
 
 
 def window_pairs(Z: np.ndarray, window: int, grids: int, dims: int, cell: float, seed: int, within: float = np.inf):
-    """Candidate neighbour pairs (i, j, sketched mean squared distance <= within), O(n log n + n x window), never
-    all pairs:
-    rows are sorted by a coarse grid cell (side `cell` in RMS units) on `dims` random projections, then by a
-    fine projection, and each row is paired with its `window` predecessors; each of `grids` shifted, rotated
-    grids catches the pairs the others split at a cell border. Fixed-size slices keep device memory flat."""
+    """Candidate neighbour pairs (i, j, sketched mean squared distance <= within) in O(n log n + n x window),
+    never all pairs: rows are sorted by a coarse grid cell (side `cell` in RMS units) on `dims` random
+    projections, then by a fine projection, and each row is paired with its `window` predecessors; each of
+    `grids` shifted, rotated grids catches the pairs the others split at a cell border. Fixed-size slices keep
+    device memory flat."""
     n, d = Z.shape
     rng = np.random.default_rng(seed)
     if d > SKETCH_DIMS:  # compare rows on a random orthonormal sketch: distances kept on average, 4x less work
