@@ -41,6 +41,9 @@ class Detector:
     def score(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def center_scale(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+
     def held_out_scores(self, X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
         """Scores of trusted rows by detectors fit without them (k-fold): what a clean batch looks like."""
         order = np.random.default_rng(seed).permutation(len(X))
@@ -92,7 +95,7 @@ class RobustZScore(Detector):
     reason = "a feature far outside the trusted data (robust z-score)"
 
     def fit(self, X, y):
-        self.median, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        self.median, self.scale = self.center_scale(X)
         return self
 
     def score(self, X, y):
@@ -114,7 +117,7 @@ class IQRFence(Detector):
     def fit(self, X, y):
         X = np.asarray(X, np.float64)
         self.q1, self.q3 = (q.astype(np.float32) for q in np.quantile(X, [0.25, 0.75], axis=0))
-        _, scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, scale = self.center_scale(X)
         self.iqr = np.maximum(self.q3 - self.q1, 1.349 * scale)  # 1.349 sigma = the IQR of a normal
         return self
 
@@ -137,14 +140,14 @@ class RobustMahalanobis(Detector):
     reason = "an unusual combination of features (robust Mahalanobis distance)"
 
     def fit(self, X, y):
-        _, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, self.scale = self.center_scale(X)
         Z = np.asarray(X, np.float64) / self.scale
         return self._keep(Z.mean(axis=0), np.cov(Z, rowvar=False))
 
     def fit_untrusted(self, X, y):
         from sklearn.covariance import MinCovDet
 
-        _, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, self.scale = self.center_scale(X)
         rng = np.random.default_rng(int(self.options.get("seed", 0)))
         sample = np.asarray(X, np.float64)[rng.permutation(len(X))[: int(self.options.get("mcd_rows", 5000))]]
         mcd = MinCovDet(random_state=0).fit(sample / self.scale)  # reweighted: tolerates up to half bad rows
@@ -186,7 +189,7 @@ class BatchShift(Detector):
 
     def fit(self, X, y):
         X = np.asarray(X, np.float64)
-        _, floor = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, floor = self.center_scale(X)
         self.floor = floor.astype(np.float64) ** 2
         self.mean, self.var = X.mean(axis=0), np.maximum(X.var(axis=0), self.floor)
         return self
@@ -345,7 +348,7 @@ class NearDuplicates(Detector):
         return float(self.options.get("max_copies", 1)) - 1.0  # the first max_copies occurrences are kept
 
     def fit(self, X, y):
-        self.center, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        self.center, self.scale = self.center_scale(X)
         self.ref = self._scaled(X)
         sample = self.ref[np.random.default_rng(0).permutation(len(self.ref))[:20000]]  # enough for a median
         nearest = np.full(len(sample), np.inf)
@@ -452,7 +455,7 @@ class PeriodicNoise(Detector):
     reason = "a periodic pattern across features that the trusted data does not have"
 
     def fit(self, X, y):
-        self.mean, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        self.mean, self.scale = self.center_scale(X)
         spectrum = np.abs(np.fft.rfft((np.asarray(X, np.float32) - self.mean) / self.scale, axis=1)[:, 1:]) ** 2
         self.ref_power = np.maximum(np.median(spectrum, axis=0), 1e-6).astype(np.float32)  # median: robust
         return self
