@@ -93,10 +93,10 @@ def feature_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
     fitted = {name: calibrate(name, cfg["detectors"][name], X_ref, y_ref,
                               cfg["detectors"][name].get("false_positive_rate", cfg["false_positive_rate"]), 5, 0)
               for name in FEATURE_DETECTORS}
-    baselines = {
-        "IsolationForest": lambda: IsolationForest(random_state=0),
-        "EllipticEnvelope": lambda: EllipticEnvelope(random_state=0, support_fraction=0.9),
-        "LocalOutlierFactor": lambda: LocalOutlierFactor(novelty=True),
+    baselines = {  # fit once on the trusted reference, like the detectors
+        "IsolationForest": IsolationForest(random_state=0).fit(X_ref),
+        "EllipticEnvelope": EllipticEnvelope(random_state=0, support_fraction=0.9).fit(X_ref),
+        "LocalOutlierFactor": LocalOutlierFactor(novelty=True).fit(X_ref),
     }
     rows = []
     for attack, options in FEATURE_ATTACKS.items():
@@ -105,11 +105,10 @@ def feature_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
                 X_bad, y_bad, mask = ATTACKS[attack](X, y, rate, np.random.default_rng(seed), n_classes, **options)
                 scores = {name: np.asarray(det.score(X_bad, y_bad), np.float64) for name, (det, _) in fitted.items()}
                 gate_flags = np.any([scores[name] > t for name, (_, t) in fitted.items()], axis=0)
-                # one number per row for the ROC: > 1 exactly where a detector flags (a copy count over a 0 cap: +1)
-                gate = np.max([scores[name] / t if t > 0 else scores[name] + 1.0 for name, (_, t) in fitted.items()], axis=0)
+                # one number per row for the ROC: > 1 exactly where a detector flags (copies over a cap of 0: x 2)
+                gate = np.max([scores[name] / t if t > 0 else 2.0 * scores[name] for name, (_, t) in fitted.items()], axis=0)
                 scores["gate (max score / threshold)"] = gate
-                for name, make in baselines.items():
-                    model = make().fit(X_ref)
+                for name, model in baselines.items():
                     scores[name] = -model.score_samples(X_bad)
                 for method, s in scores.items():
                     rows.append({"attack": attack, "rate": rate, "seed": seed, "method": method,

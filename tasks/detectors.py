@@ -41,6 +41,9 @@ class Detector:
     def score(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def center_scale(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+
     def held_out_scores(self, X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
         """Scores of trusted rows by detectors fit without them (k-fold): what a clean batch looks like."""
         order = np.random.default_rng(seed).permutation(len(X))
@@ -92,7 +95,7 @@ class RobustZScore(Detector):
     reason = "a feature far outside the trusted data (robust z-score)"
 
     def fit(self, X, y):
-        self.median, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        self.median, self.scale = self.center_scale(X)
         return self
 
     def score(self, X, y):
@@ -114,7 +117,7 @@ class IQRFence(Detector):
     def fit(self, X, y):
         X = np.asarray(X, np.float64)
         self.q1, self.q3 = (q.astype(np.float32) for q in np.quantile(X, [0.25, 0.75], axis=0))
-        _, scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, scale = self.center_scale(X)
         self.iqr = np.maximum(self.q3 - self.q1, 1.349 * scale)  # 1.349 sigma = the IQR of a normal
         return self
 
@@ -137,14 +140,14 @@ class RobustMahalanobis(Detector):
     reason = "an unusual combination of features (robust Mahalanobis distance)"
 
     def fit(self, X, y):
-        _, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, self.scale = self.center_scale(X)
         Z = np.asarray(X, np.float64) / self.scale
         return self._keep(Z.mean(axis=0), np.cov(Z, rowvar=False))
 
     def fit_untrusted(self, X, y):
         from sklearn.covariance import MinCovDet
 
-        _, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, self.scale = self.center_scale(X)
         rng = np.random.default_rng(int(self.options.get("seed", 0)))
         sample = np.asarray(X, np.float64)[rng.permutation(len(X))[: int(self.options.get("mcd_rows", 5000))]]
         mcd = MinCovDet(random_state=0).fit(sample / self.scale)  # reweighted: tolerates up to half bad rows
@@ -186,7 +189,7 @@ class BatchShift(Detector):
 
     def fit(self, X, y):
         X = np.asarray(X, np.float64)
-        _, floor = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        _, floor = self.center_scale(X)
         self.floor = floor.astype(np.float64) ** 2
         self.mean, self.var = X.mean(axis=0), np.maximum(X.var(axis=0), self.floor)
         return self
@@ -345,7 +348,7 @@ class NearDuplicates(Detector):
         return float(self.options.get("max_copies", 1)) - 1.0  # the first max_copies occurrences are kept
 
     def fit(self, X, y):
-        self.center, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        self.center, self.scale = self.center_scale(X)
         self.ref = self._scaled(X)
         sample = self.ref[np.random.default_rng(0).permutation(len(self.ref))[:20000]]  # enough for a median
         nearest = np.full(len(sample), np.inf)
@@ -373,8 +376,9 @@ class NearDuplicates(Detector):
     def score(self, X, y):
         Z = np.concatenate([self.ref, self._scaled(X)])
         candidates = list(self._pairs(Z, 8 * self.radius, within=4 * self.radius**2))  # sketch distances: slack
-        i = np.concatenate([i for i, _, _ in candidates])
-        j = np.concatenate([j for _, j, _ in candidates])
+        none = np.zeros(0, np.int64)  # an empty batch has no pairs
+        i = np.concatenate([none] + [i for i, _, _ in candidates])
+        j = np.concatenate([none] + [j for _, j, _ in candidates])
         close = np.mean((Z[i] - Z[j]) ** 2, axis=1) <= self.radius**2  # exact check of the few candidates
         later, earlier = np.maximum(i, j)[close], np.minimum(i, j)[close]
         pairs = np.unique(later.astype(np.int64) * len(Z) + earlier)  # a pair seen by several grids counts once
@@ -396,11 +400,11 @@ SKETCH_DIMS = 16
 
 
 def window_pairs(Z: np.ndarray, window: int, grids: int, dims: int, cell: float, seed: int, within: float = np.inf):
-    """Candidate neighbour pairs (i, j, sketched mean squared distance <= within), O(n log n + n x window), never
-    all pairs:
-    rows are sorted by a coarse grid cell (side `cell` in RMS units) on `dims` random projections, then by a
-    fine projection, and each row is paired with its `window` predecessors; each of `grids` shifted, rotated
-    grids catches the pairs the others split at a cell border. Fixed-size slices keep device memory flat."""
+    """Candidate neighbour pairs (i, j, sketched mean squared distance <= within) in O(n log n + n x window),
+    never all pairs: rows are sorted by a coarse grid cell (side `cell` in RMS units) on `dims` random
+    projections, then by a fine projection, and each row is paired with its `window` predecessors; each of
+    `grids` shifted, rotated grids catches the pairs the others split at a cell border. Fixed-size slices keep
+    device memory flat."""
     n, d = Z.shape
     rng = np.random.default_rng(seed)
     if d > SKETCH_DIMS:  # compare rows on a random orthonormal sketch: distances kept on average, 4x less work
@@ -451,7 +455,7 @@ class PeriodicNoise(Detector):
     reason = "a periodic pattern across features that the trusted data does not have"
 
     def fit(self, X, y):
-        self.mean, self.scale = robust_center_scale(X, float(self.options.get("scale_floor", 0.25)))
+        self.mean, self.scale = self.center_scale(X)
         spectrum = np.abs(np.fft.rfft((np.asarray(X, np.float32) - self.mean) / self.scale, axis=1)[:, 1:]) ** 2
         self.ref_power = np.maximum(np.median(spectrum, axis=0), 1e-6).astype(np.float32)  # median: robust
         return self

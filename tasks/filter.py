@@ -1,5 +1,6 @@
 """Stage `filter`: the JAX poisoning gate. Detectors are fit on the trusted reference, their thresholds
-calibrated to a false-positive rate on trusted rows they did not see, and applied to the incoming batch."""
+calibrated to a false-positive rate on trusted rows they did not see, and applied to the incoming batch
+(with no trusted rows: a robust fit and threshold from the batch itself)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ def calibrate_on_batch(name: str, options: dict[str, Any], X: np.ndarray, y: np.
     scores = np.asarray(detector.score(X, y), np.float64)
     median = float(np.median(scores))
     spread = 1.4826 * float(np.median(np.abs(scores - median)))
-    return detector, max(median + float(norm.ppf(1.0 - fpr)) * spread, detector.min_threshold)
+    return scores, max(median + float(norm.ppf(1.0 - fpr)) * spread, detector.min_threshold)
 
 
 def run_filter(X_ref, y_ref, X, y, cfg: dict[str, Any]) -> FilterResult:
@@ -80,9 +81,9 @@ def run_filter(X_ref, y_ref, X, y, cfg: dict[str, Any]) -> FilterResult:
             detector, thresholds[name] = calibrate(
                 name, options, X_ref, y_ref, fpr, int(cfg["calibration_folds"]), int(cfg["seed"])
             )
-        else:
-            detector, thresholds[name] = calibrate_on_batch(name, options, X, y, fpr)
-        scores[name] = np.asarray(detector.score(X, y), np.float64)
+            scores[name] = np.asarray(detector.score(X, y), np.float64)
+        else:  # no trusted rows yet
+            scores[name], thresholds[name] = calibrate_on_batch(name, options, X, y, fpr)
     return FilterResult(scores, thresholds)
 
 

@@ -45,7 +45,8 @@ def test_scores_do_not_depend_on_chunking(monkeypatch):
     assert np.allclose(det.score(X, y), whole)
 
 
-TRAINED = pytest.mark.slow  # trains models: half a minute each on 2 cores
+TRAINING = {"epochs": 20, "hidden": [32, 16]}  # a small recipe: the synthetic classes are easy
+TRAINED = pytest.mark.slow  # trains models (compiling them is most of it): half a minute each on 2 cores
 ROW_DETECTORS = ["robust_zscore", "knn_label", "iqr_fence", "mahalanobis", "periodic_noise", "duplicates",
                  pytest.param("confident_learning", marks=TRAINED), pytest.param("spectral_signature", marks=TRAINED)]
 
@@ -69,7 +70,6 @@ def test_batch_detectors_pass_both_clean_digit_batches(digits, params, name):
         assert not (det.score(X, y) > threshold).any()
 
 
-TRAINING = {"epochs": 20, "hidden": [32, 16]}  # a small recipe: the synthetic classes are easy
 
 
 def calibrated_flags(name, options, X, y, batch, labels, fpr=0.01):
@@ -170,6 +170,7 @@ def test_near_duplicate_search_sees_copies_across_slice_borders(monkeypatch):
     assert whole[4000:4010].tolist() == list(range(1, 11)) and whole[:4000].sum() == 0
 
 
+@TRAINED
 def test_confident_learning_catches_flipped_labels_from_out_of_fold_probabilities():
     X, y = blobs(n_per_class=150)
     batch, labels = blobs(n_per_class=100, seed=1)
@@ -188,6 +189,7 @@ def test_label_margin_follows_confident_learning_per_class_thresholds():
     assert np.allclose(detectors.label_margin(proba, y), expected, atol=1e-6)
 
 
+@TRAINED
 def test_spectral_signature_catches_a_backdoor_in_the_target_class():
     X, y = blobs(n_per_class=150, n_features=16)
     batch, labels = blobs(n_per_class=100, n_features=16, seed=1)
