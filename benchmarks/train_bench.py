@@ -1,0 +1,178 @@
+"""Training benchmarks, each against a named baseline measured in the same run (medians of --repeats):
+
+1. step throughput of poisongate's jitted epoch vs a minimal hand-written JAX loop (scan of value_and_grad +
+   adamw) on the same model and batches: overhead target <= 5%;
+2. k = 5 folds trained at once (vmap) vs 5 folds one after another: target >= 2.5x;
+3. cost factor of DP-SGD and of PGD adversarial training vs plain training;
+4. holdout accuracy on the default data with 20% of training labels flipped: each robust option alone and all
+   combined vs plain training.
+
+    uv run python benchmarks/train_bench.py --repeats 5 --out benchmarks/results/train_bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import yaml
+from flax import nnx
+
+from tasks import model as models
+from tasks.attacks import simulate
+from tasks.data import load_digits_frame, schema_from_reference, split_default, to_arrays
+from tasks.train import (accuracy, batch_size_for, data_sharding, fit, optimizer_for, privacy_spent, recipe,
+                         train_epoch, train_model)
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PLAIN = {**PARAMS["train"], "weight_decay": 0.0}  # every robust option off
+
+
+def median_seconds(fn, repeats: int) -> float:
+    jax.block_until_ready(fn())  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def hand_written_epoch(graphdef, tx, params, opt_state, xb, yb):
+    def step(carry, batch):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+            nnx.merge(graphdef, p)(batch[0]), batch[1]).mean())(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    return jax.lax.scan(step, (params, opt_state), (xb, yb))
+
+
+hand_written_epoch = jax.jit(hand_written_epoch, static_argnames=("graphdef", "tx"))
+
+
+def synthetic(n: int, d: int = 64, classes: int = 10, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, classes, n).astype(np.int32)
+
+
+def epoch_seconds(cfg: dict, X: np.ndarray, y: np.ndarray, repeats: int) -> float:
+    """One epoch of poisongate's jitted training (what `fit` calls once per epoch)."""
+    spec = models.model_spec(cfg, X, tuple(range(10)))
+    graphdef, params = nnx.split(models.build(spec, 0))
+    tx = optimizer_for(cfg)
+    opt_state = tx.init(params)
+    w = np.ones(len(X), np.float32)
+    args = (graphdef, tx, recipe(cfg), data_sharding(), batch_size_for(cfg), params, opt_state, X, y, w, jax.random.key(0))
+    return median_seconds(lambda: train_epoch(*args)[2], repeats)
+
+
+def throughput(repeats: int) -> dict:
+    X, y = synthetic(32768)
+    bs = batch_size_for(PLAIN)
+    spec = models.model_spec(PLAIN, X, tuple(range(10)))
+    graphdef, params = nnx.split(models.build(spec, 0))
+    tx = optimizer_for(PLAIN)
+    xb, yb = X.reshape(-1, bs, X.shape[1]), y.reshape(-1, bs)
+    baseline = median_seconds(lambda: hand_written_epoch(graphdef, tx, params, tx.init(params), xb, yb)[1], repeats)
+    ours = epoch_seconds(PLAIN, X, y, repeats)
+    return {"rows": len(X), "batch": bs, "model": f"mlp {PLAIN['hidden']}",
+            "hand_written_samples_per_s": len(X) / baseline, "poisongate_samples_per_s": len(X) / ours,
+            "overhead": ours / baseline - 1, "target_overhead": 0.05}
+
+
+def folds(repeats: int, k: int = 5) -> dict:
+    X, y = synthetic(1797)
+    cfg = {**PLAIN, "epochs": 5}
+    spec = models.model_spec(cfg, X, tuple(range(10)))
+    W = (np.arange(len(X))[None, :] % k != np.arange(k)[:, None]).astype(np.float32)
+    vmapped = median_seconds(lambda: fit(X, y, spec, cfg, W)[3], repeats)
+    sequential = median_seconds(lambda: [fit(X, y, spec, cfg, W[i:i + 1])[3] for i in range(k)], repeats)
+    return {"k": k, "rows": len(X), "epochs": cfg["epochs"], "vmapped_s": vmapped, "sequential_s": sequential,
+            "speedup": sequential / vmapped, "target_speedup": 2.5}
+
+
+def cost_factors(repeats: int) -> dict:
+    X, y = synthetic(4096)
+    plain = epoch_seconds(PLAIN, X, y, repeats)
+    dp = epoch_seconds({**PLAIN, "dp_sgd": {**PLAIN["dp_sgd"], "enabled": True}}, X, y, repeats)
+    pgd = epoch_seconds({**PLAIN, "adversarial": {**PLAIN["adversarial"], "method": "pgd"}}, X, y, repeats)
+    return {"rows": len(X), "plain_epoch_s": plain, "dp_sgd_factor": dp / plain, "pgd_factor": pgd / plain,
+            "pgd_steps": PLAIN["adversarial"]["pgd_steps"]}
+
+
+ROBUST = {
+    "plain": {},
+    "weight_decay_1e-2": {"weight_decay": 1e-2},
+    "clip_grad_norm_1": {"clip_grad_norm": 1.0},
+    "trim_20%": {"trim_fraction": 0.2},
+    "fgsm": {"adversarial": {**PLAIN["adversarial"], "method": "fgsm"}},
+    "pgd": {"adversarial": {**PLAIN["adversarial"], "method": "pgd"}},
+    "dp_sgd": {"dp_sgd": {**PLAIN["dp_sgd"], "enabled": True}},
+}
+ROBUST["combined"] = {k: v for name in ROBUST for k, v in ROBUST[name].items()}
+
+
+def flipped_label_accuracy(seeds: int) -> dict:
+    """Train on the default data's reference + incoming rows with 20% of labels flipped; score the holdout."""
+    reference, holdout, batches = split_default(load_digits_frame(), PARAMS["data"]["split"])
+    schema = schema_from_reference(reference, PARAMS["data"], "reference")
+    parts = [to_arrays(f, schema) for f in (reference, *batches)]
+    X, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    Xh, yh = to_arrays(holdout, schema)
+    out = {}
+    for name, overrides in ROBUST.items():
+        cfg = {**PLAIN, **overrides}
+        accs, epsilon = [], None
+        for seed in range(seeds):
+            Xp, yp, _ = simulate(X, y, "label_flip", 0.2, seed, len(schema.classes))
+            spec = models.model_spec(cfg, Xp, schema.classes)
+            t = train_model(models.scale(Xp, spec), yp, spec, {**cfg, "seed": seed})
+            accs.append(accuracy(t.graphdef, t.params, models.scale(Xh, spec), yh))
+        if cfg["dp_sgd"]["enabled"]:
+            epsilon = privacy_spent(cfg, len(X))
+        out[name] = {"holdout_accuracy_median": statistics.median(accs), "per_seed": accs, "dp_epsilon": epsilon}
+        print(f"  {name:<18} holdout accuracy {statistics.median(accs):.4f}  (seeds {', '.join(f'{a:.3f}' for a in accs)})", flush=True)
+    plain = out["plain"]["holdout_accuracy_median"]
+    for v in out.values():
+        v["vs_plain"] = v["holdout_accuracy_median"] - plain
+    return {"rows": len(X), "flip_rate": 0.2, "seeds": seeds, "options": out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, {jax.devices()[0].platform}",
+              "command": f"uv run python benchmarks/train_bench.py --repeats {args.repeats} --seeds {args.seeds}",
+              "repeats": args.repeats}
+    t = result["throughput"] = throughput(args.repeats)
+    print(f"throughput: hand-written {t['hand_written_samples_per_s']:.0f} samples/s, poisongate "
+          f"{t['poisongate_samples_per_s']:.0f}: overhead {t['overhead']:+.1%} (target <= 5%)", flush=True)
+    f = result["folds"] = folds(args.repeats)
+    print(f"k=5 folds: sequential {f['sequential_s']:.2f} s, vmapped {f['vmapped_s']:.2f} s: {f['speedup']:.2f}x (target >= 2.5x)", flush=True)
+    c = result["cost"] = cost_factors(args.repeats)
+    print(f"cost vs plain epoch ({c['plain_epoch_s'] * 1e3:.1f} ms): DP-SGD {c['dp_sgd_factor']:.2f}x, PGD-{c['pgd_steps']} {c['pgd_factor']:.2f}x", flush=True)
+    print("20% label flips, default data:", flush=True)
+    result["label_flips"] = flipped_label_accuracy(args.seeds)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
