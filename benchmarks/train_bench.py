@@ -38,14 +38,18 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 PLAIN = {**PARAMS["train"], "weight_decay": 0.0}  # every robust option off
 
 
-def median_seconds(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile
-    times = []
+def median_seconds(fns: dict, repeats: int) -> dict:
+    """Median wall time of each function; runs are interleaved so that load from other jobs on a shared
+    machine falls on all of them alike."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())  # compile
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def hand_written_epoch(graphdef, tx, params, opt_state, xb, yb):
@@ -67,15 +71,14 @@ def synthetic(n: int, d: int = 64, classes: int = 10, seed: int = 0):
     return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, classes, n).astype(np.int32)
 
 
-def epoch_seconds(cfg: dict, X: np.ndarray, y: np.ndarray, repeats: int) -> float:
+def epoch_fn(cfg: dict, X: np.ndarray, y: np.ndarray):
     """One epoch of poisongate's jitted training (what `fit` calls once per epoch)."""
     spec = models.model_spec(cfg, X, tuple(range(10)))
     graphdef, params = nnx.split(models.build(spec, 0))
     tx = optimizer_for(cfg)
-    opt_state = tx.init(params)
     w = np.ones(len(X), np.float32)
-    args = (graphdef, tx, recipe(cfg), data_sharding(), batch_size_for(cfg), params, opt_state, X, y, w, jax.random.key(0))
-    return median_seconds(lambda: train_epoch(*args)[2], repeats)
+    args = (graphdef, tx, recipe(cfg), data_sharding(), batch_size_for(cfg), params, tx.init(params), X, y, w, jax.random.key(0))
+    return lambda: train_epoch(*args)[2]
 
 
 def throughput(repeats: int) -> dict:
@@ -85,11 +88,11 @@ def throughput(repeats: int) -> dict:
     graphdef, params = nnx.split(models.build(spec, 0))
     tx = optimizer_for(PLAIN)
     xb, yb = X.reshape(-1, bs, X.shape[1]), y.reshape(-1, bs)
-    baseline = median_seconds(lambda: hand_written_epoch(graphdef, tx, params, tx.init(params), xb, yb)[1], repeats)
-    ours = epoch_seconds(PLAIN, X, y, repeats)
+    s = median_seconds({"hand_written": lambda: hand_written_epoch(graphdef, tx, params, tx.init(params), xb, yb)[1],
+                        "poisongate": epoch_fn(PLAIN, X, y)}, repeats)
     return {"rows": len(X), "batch": bs, "model": f"mlp {PLAIN['hidden']}",
-            "hand_written_samples_per_s": len(X) / baseline, "poisongate_samples_per_s": len(X) / ours,
-            "overhead": ours / baseline - 1, "target_overhead": 0.05}
+            "hand_written_samples_per_s": len(X) / s["hand_written"], "poisongate_samples_per_s": len(X) / s["poisongate"],
+            "overhead": s["poisongate"] / s["hand_written"] - 1, "target_overhead": 0.05}
 
 
 def folds(repeats: int, k: int = 5) -> dict:
@@ -97,19 +100,19 @@ def folds(repeats: int, k: int = 5) -> dict:
     cfg = {**PLAIN, "epochs": 5}
     spec = models.model_spec(cfg, X, tuple(range(10)))
     W = (np.arange(len(X))[None, :] % k != np.arange(k)[:, None]).astype(np.float32)
-    vmapped = median_seconds(lambda: fit(X, y, spec, cfg, W)[3], repeats)
-    sequential = median_seconds(lambda: [fit(X, y, spec, cfg, W[i:i + 1])[3] for i in range(k)], repeats)
-    return {"k": k, "rows": len(X), "epochs": cfg["epochs"], "vmapped_s": vmapped, "sequential_s": sequential,
-            "speedup": sequential / vmapped, "target_speedup": 2.5}
+    s = median_seconds({"vmapped": lambda: fit(X, y, spec, cfg, W)[3],
+                        "sequential": lambda: [fit(X, y, spec, cfg, W[i:i + 1])[3] for i in range(k)]}, repeats)
+    return {"k": k, "rows": len(X), "epochs": cfg["epochs"], "vmapped_s": s["vmapped"], "sequential_s": s["sequential"],
+            "speedup": s["sequential"] / s["vmapped"], "target_speedup": 2.5}
 
 
 def cost_factors(repeats: int) -> dict:
     X, y = synthetic(4096)
-    plain = epoch_seconds(PLAIN, X, y, repeats)
-    dp = epoch_seconds({**PLAIN, "dp_sgd": {**PLAIN["dp_sgd"], "enabled": True}}, X, y, repeats)
-    pgd = epoch_seconds({**PLAIN, "adversarial": {**PLAIN["adversarial"], "method": "pgd"}}, X, y, repeats)
-    return {"rows": len(X), "plain_epoch_s": plain, "dp_sgd_factor": dp / plain, "pgd_factor": pgd / plain,
-            "pgd_steps": PLAIN["adversarial"]["pgd_steps"]}
+    s = median_seconds({"plain": epoch_fn(PLAIN, X, y),
+                        "dp_sgd": epoch_fn({**PLAIN, "dp_sgd": {**PLAIN["dp_sgd"], "enabled": True}}, X, y),
+                        "pgd": epoch_fn({**PLAIN, "adversarial": {**PLAIN["adversarial"], "method": "pgd"}}, X, y)}, repeats)
+    return {"rows": len(X), "plain_epoch_s": s["plain"], "dp_sgd_factor": s["dp_sgd"] / s["plain"],
+            "pgd_factor": s["pgd"] / s["plain"], "pgd_steps": PLAIN["adversarial"]["pgd_steps"]}
 
 
 ROBUST = {
