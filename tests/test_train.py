@@ -154,6 +154,7 @@ def test_train_stage_reports_monitors_and_writes_dvc_plots(tmp_path, digits, par
     assert ws.path("reports", "train_accuracy.csv").read_text().splitlines()[0] == "epoch,loss,accuracy"
 
 
+@pytest.mark.slow
 def test_train_stage_with_dp_sgd_reports_its_privacy(tmp_path, digits, params):
     ws, p = train_workspace(tmp_path, digits, params, dp_sgd={**params["train"]["dp_sgd"], "enabled": True})
     summary = train(ws, p)

@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import ROOT, blobs
 from tasks import model as models
@@ -33,6 +34,7 @@ print(json.dumps({"devices": jax.device_count(), "mesh": data_sharding().mesh.si
 """
 
 
+@pytest.mark.slow  # about 50 s on 2 shared cores: two JAX compilations on 8 simulated devices
 def test_eight_devices_match_one(tmp_path):
     X, y = blobs(n_per_class=30)
     W = np.stack([np.arange(len(X)) % 3 != k for k in range(3)]).astype(np.float32)
