@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from conftest import ROOT, blobs
 from tasks import model as models
@@ -36,6 +37,7 @@ def latest_step(directory):
         return mngr.latest_step()
 
 
+@pytest.mark.slow  # about 40 s on 2 shared cores: a subprocess compiles, trains, is killed; then two more runs
 def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     X, y = blobs(n_per_class=30)
     np.savez(tmp_path / "data.npz", X=X, y=y)
