@@ -1,6 +1,10 @@
-"""Flax NNX models and their Orbax checkpoints (the only format poisongate loads models from)."""
+"""Flax NNX models and their Orbax checkpoints (the only format poisongate loads models from).
+
+Every model has `embed(x)`, the penultimate representation (spectral-signature gates use it), and
+`__call__(x)`, the logits computed from it."""
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,27 +14,76 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from tasks.config import PoisongateError
+
 
 class MLP(nnx.Module):
-    def __init__(self, n_features: int, hidden: list[int], n_classes: int, *, rngs: nnx.Rngs) -> None:
-        dims = [n_features, *hidden]
+    def __init__(self, spec: dict[str, Any], *, rngs: nnx.Rngs) -> None:
+        dims = [spec["n_features"], *spec["hidden"]]
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims, dims[1:])])
-        self.out = nnx.Linear(dims[-1], n_classes, rngs=rngs)
+        self.out = nnx.Linear(dims[-1], len(spec["classes"]), rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def embed(self, x: jax.Array) -> jax.Array:
         for layer in self.hidden:
             x = nnx.relu(layer(x))
-        return self.out(x)
+        return x
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.out(self.embed(x))
 
 
-MODELS = {"mlp": MLP}
+class CNN(nnx.Module):
+    """Flat features read as a square one-channel image (digits: 8x8); 3x3 convolutions, each halving the
+    side by average pooling, then one dense hidden layer per `hidden` entry."""
+
+    def __init__(self, spec: dict[str, Any], *, rngs: nnx.Rngs) -> None:
+        self.side = image_side(spec["n_features"])
+        channels = [1, *spec["cnn_channels"]]
+        self.convs = nnx.List([nnx.Conv(a, b, kernel_size=(3, 3), rngs=rngs) for a, b in zip(channels, channels[1:])])
+        side = self.side
+        for _ in self.convs:
+            side = max(side // 2, 1)
+        dims = [side * side * channels[-1], *spec["hidden"]]
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims, dims[1:])])
+        self.out = nnx.Linear(dims[-1], len(spec["classes"]), rngs=rngs)
+
+    def embed(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(*x.shape[:-1], self.side, self.side, 1)
+        for conv in self.convs:
+            x = nnx.relu(conv(x))
+            if x.shape[-2] > 1:
+                x = nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+        x = x.reshape(*x.shape[:-3], -1)
+        for layer in self.hidden:
+            x = nnx.relu(layer(x))
+        return x
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.out(self.embed(x))
+
+
+MODELS = {"mlp": MLP, "cnn": CNN}
+
+
+def image_side(n_features: int) -> int:
+    side = math.isqrt(n_features)
+    if side * side != n_features:
+        raise PoisongateError(f"params.yaml: train.model cnn needs a square image, but there are {n_features} feature "
+                              "columns; set train.model: mlp or select a square number of data.feature_columns")
+    return side
 
 
 def model_spec(train_cfg: dict[str, Any], X: np.ndarray, classes: tuple) -> dict[str, Any]:
     """Everything needed to rebuild the model and its input scaling: stored as JSON beside the weights."""
+    name = train_cfg["model"]
+    if name not in MODELS:
+        raise PoisongateError(f"params.yaml: train.model is {name!r}; set it to one of {', '.join(MODELS)}")
+    if name == "cnn":
+        image_side(X.shape[1])
     return {
-        "model": train_cfg["model"],
+        "model": name,
         "hidden": [int(h) for h in train_cfg["hidden"]],
+        "cnn_channels": [int(c) for c in train_cfg.get("cnn_channels", [])],
         "n_features": int(X.shape[1]),
         "classes": [c.item() if isinstance(c, np.generic) else c for c in classes],
         "mean": X.mean(axis=0).astype(float).tolist(),
@@ -39,9 +92,7 @@ def model_spec(train_cfg: dict[str, Any], X: np.ndarray, classes: tuple) -> dict
 
 
 def build(spec: dict[str, Any], seed: int = 0) -> nnx.Module:
-    return MODELS[spec["model"]](spec["n_features"], spec["hidden"], len(spec["classes"]), rngs=nnx.Rngs(seed))
-
-
+    return MODELS[spec["model"]](spec, rngs=nnx.Rngs(seed))
 def scale(X: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return ((X - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)).astype(np.float32)
 
@@ -66,8 +117,6 @@ def load(path: Path) -> tuple[nnx.GraphDef, nnx.State, dict[str, Any]]:
     with ocp.CheckpointManager(path) as mngr:
         step = mngr.latest_step()
         if step is None:
-            from tasks.config import PoisongateError
-
             raise PoisongateError(f"{path}: no Orbax checkpoint here; restore it with `dvc pull` or retrain")
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         graphdef, params = nnx.split(build(meta))

@@ -1,10 +1,15 @@
+import json
+
 import jax
 import numpy as np
 import pytest
 
 from tasks import model as models
+from tasks.config import PoisongateError, Workspace
 from tasks.crossval import cross_validate, fold_of_rows
-from tasks.train import accuracy, fit, predict_proba
+from tasks.data import write_table
+from tasks.stages import run_stage
+from tasks.train import NonFiniteTraining, accuracy, fit, loss_spikes, predict_proba, train, train_model
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +72,98 @@ def test_cross_validation_folds_partition_rows_and_score(digits, params):
     fold_accuracy, oof = cross_validate(X, y, spec, params["train"], 5)
     assert len(fold_accuracy) == 5 and min(fold_accuracy) >= 0.85
     assert oof.shape == (len(X), 10) and np.allclose(oof.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_oof_rows_are_exactly_the_held_out_fold_predictions(digits, params):
+    """Row r's out-of-fold probabilities come from the one model that did not train on r."""
+    X, y = digits["reference"]
+    cfg = {**params["train"], "epochs": 5}
+    spec = models.model_spec(cfg, X, digits["schema"].classes)
+    _, oof = cross_validate(X, y, spec, cfg, 5)
+    fold = fold_of_rows(len(X), 5, cfg["seed"])
+    W = (fold[None, :] != np.arange(5)[:, None]).astype(np.float32)
+    Xs = models.scale(X, spec)
+    graphdef, fold_params, *_ = fit(Xs, y, spec, cfg, W)
+    proba = np.stack([np.asarray(predict_proba(graphdef, jax.tree.map(lambda a: a[i], fold_params), Xs)) for i in range(5)])
+    assert np.allclose(oof, proba[fold, np.arange(len(X))], atol=1e-6)
+    assert not np.allclose(oof, proba[(fold + 1) % 5, np.arange(len(X))], atol=1e-3)
+
+
+def test_every_model_embeds_its_penultimate_layer(digits, params):
+    X, _ = digits["reference"]
+    for name, width in (("mlp", params["train"]["hidden"][-1]), ("cnn", params["train"]["hidden"][-1])):
+        spec = models.model_spec({**params["train"], "model": name}, X, digits["schema"].classes)
+        model = models.build(spec)
+        x = models.scale(X[:7], spec)
+        assert model.embed(x).shape == (7, width)
+        assert np.allclose(model(x), model.out(model.embed(x)))
+
+
+def test_cnn_needs_square_image_features(params):
+    with pytest.raises(PoisongateError, match="train.model cnn needs a square image"):
+        models.model_spec({**params["train"], "model": "cnn"}, np.zeros((4, 10), np.float32), (0, 1))
+
+
+@pytest.mark.slow
+def test_cnn_learns_digits(digits, params):
+    X, y = digits["reference"]
+    cfg = {**params["train"], "model": "cnn", "epochs": 20}
+    spec = models.model_spec(cfg, X, digits["schema"].classes)
+    graphdef, weights, *_ = fit(models.scale(X, spec), y, spec, cfg)
+    Xh, yh = digits["holdout"]
+    assert accuracy(graphdef, weights, models.scale(Xh, spec), yh) >= 0.9
+
+
+def test_nonfinite_loss_aborts_training(digits, params):
+    X, y = digits["reference"]
+    cfg = {**params["train"], "epochs": 3}
+    spec = models.model_spec(cfg, X, digits["schema"].classes)
+    Xs = models.scale(X, spec)
+    Xs[17, 3] = np.inf
+    with pytest.raises(NonFiniteTraining, match=r"NaN/inf at epoch 0 step \d+; lower train.learning_rate") as err:
+        train_model(Xs, y, spec, cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_loss_spikes_are_flagged_against_the_running_window():
+    rng = np.random.default_rng(0)
+    losses = np.linspace(2.0, 0.2, 300) + rng.normal(0, 0.02, 300)
+    assert loss_spikes(losses, 50, 6.0, 0.05) == []  # a steady decrease with noise is no spike
+    losses[200] = 3.0
+    spikes = loss_spikes(losses, 50, 6.0, 0.05)
+    assert [s["step"] for s in spikes] == [200] and spikes[0]["loss"] == pytest.approx(3.0) and spikes[0]["zscore"] > 6
+
+
+def train_workspace(tmp_path, digits, params, **train_cfg):
+    reference, _, batches = digits["frames"]
+    ws = Workspace(tmp_path)
+    write_table(reference, ws.reference)
+    write_table(batches[0], ws.clean)
+    return ws, {**params, "train": {**params["train"], "epochs": 4, **train_cfg}}
+
+
+def test_train_stage_reports_monitors_and_writes_dvc_plots(tmp_path, digits, params):
+    ws, p = train_workspace(tmp_path, digits, params)
+    summary = run_stage(ws, "train", p)
+    report = json.loads(ws.report("train").read_text())
+    assert report["nonfinite"] is False and isinstance(report["loss_spikes"], list) and report["dp_epsilon"] is None
+    assert summary["train_accuracy"] > 0.5 and (ws.candidate).exists() and not ws.path("models", "training").exists()
+    steps = (summary["rows"] + 63) // 64 * 4
+    curve = ws.path("reports", "train_curve.csv").read_text().splitlines()
+    assert curve[0] == "step,epoch,loss,grad_norm,accuracy" and len(curve) == 1 + steps
+    assert ws.path("reports", "train_accuracy.csv").read_text().splitlines()[0] == "epoch,loss,accuracy"
+
+
+@pytest.mark.slow
+def test_train_stage_with_dp_sgd_reports_its_privacy(tmp_path, digits, params):
+    ws, p = train_workspace(tmp_path, digits, params, dp_sgd={**params["train"]["dp_sgd"], "enabled": True})
+    summary = train(ws, p)
+    assert 0 < summary["dp_epsilon"] < np.inf and summary["dp_delta"] == p["train"]["dp_sgd"]["delta"]
+
+
+def test_train_stage_aborts_on_nan_and_saves_no_candidate(tmp_path, digits, params):
+    ws, p = train_workspace(tmp_path, digits, params, learning_rate=1e30)
+    with pytest.raises(NonFiniteTraining):
+        run_stage(ws, "train", p)
+    assert json.loads(ws.report("train").read_text())["nonfinite"] is True
+    assert not ws.candidate.exists()
