@@ -79,10 +79,10 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, cv: dict[
 
 
 def champion_checkpoint(ws: Workspace):
-    pointer = ws.registry / "champion.json"
-    if not pointer.exists():
-        return None
-    return ws.registry / json.loads(pointer.read_text())["run_id"] / "checkpoint"
+    from tasks.record import champion_id  # record owns the registry
+
+    run_id = champion_id(ws)
+    return ws.registry / run_id / "checkpoint" if run_id else None
 
 
 def promote(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
