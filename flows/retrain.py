@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks import record, versioning
+from tasks import record, report, versioning
 from tasks.config import GateRefused, Workspace, load_params, set_params
 from tasks.stages import STAGES, run_stage
 
@@ -36,7 +35,7 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
         if summaries[name].get("passed") is False:
             break
     outcome = finish_task(ws, run_id, summaries)
-    create_markdown_artifact(markdown=outcome["markdown"], key="poisongate-run-report", description=outcome["verdict"])
+    report.publish(ws, outcome["report"])
     print(f"run {run_id}: {outcome['verdict']} (report {outcome['report']})")
     if not outcome["passed"]:
         raise GateRefused(outcome["verdict"])

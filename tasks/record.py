@@ -12,8 +12,8 @@ import shutil
 from datetime import datetime, timezone
 from typing import Any
 
-from tasks import report, versioning
-from tasks.config import Workspace, atomic_write_text
+from tasks import plots, report, versioning
+from tasks.config import Workspace, atomic_write_text, load_params
 from tasks.data import read_table, write_table
 
 
@@ -78,9 +78,11 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any]) -> dict[str, A
     if "promote" in summaries:
         register_candidate(ws, run_id, summaries["promote"])
     passed, text = verdict(summaries)
+    pictures = plots.write(ws, summaries, load_params(ws))
     versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False])
     full = report.build(run_id, summaries, text, versioning.hashes(ws), git_parent)
     full["champion"] = champion_id(ws)  # the champion after this run: what a rollback to it restores
+    full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
     markdown = report.write(ws, full)
     commit = versioning.commit_and_push(ws, f"poisongate run {run_id}: {text}")
     return {"passed": passed, "verdict": text, "markdown": markdown, "commit": commit,

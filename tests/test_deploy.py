@@ -85,7 +85,9 @@ def test_nightly_deployment_runs_on_a_real_server_and_process_worker(make_worksp
         assert "Completed" in out, out
 
         runs = httpx.post(f"{api}/flow_runs/filter", json={"deployments": {"id": {"any_": [nightly["id"]]}}}).json()
-        assert [r["state_type"] for r in runs] == ["COMPLETED"]
+        assert [r["state_type"] for r in runs if r["state_type"] != "SCHEDULED"] == ["COMPLETED"]
+        nightly_starts = [r["expected_start_time"] for r in runs if r["state_type"] == "SCHEDULED"]
+        assert nightly_starts and all("T02:00:00" in t for t in nightly_starts)  # the cron schedule makes runs
         report = json.loads(max(ws.runs.glob("*.json")).read_text())
         assert report["verdict"] == "candidate promoted to champion"
         assert json.loads((ws.registry / "champion.json").read_text())["run_id"] == report["run_id"]
