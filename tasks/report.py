@@ -113,7 +113,8 @@ def write(ws: Workspace, report: dict[str, Any]) -> str:
 
 def publish(ws: Workspace, report_path: str | Path) -> None:
     """The run's Prefect artifacts: the report, the promotion decision, the quarantined rows, the GX Data Docs.
-    Only for runs inside a Prefect flow; everything here is also in runs/<run_id>.json and .md."""
+    Only for runs inside a Prefect flow. Read back from runs/<run_id>.json, so every value is a plain JSON
+    scalar (table artifacts reject numpy types)."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
     report_path = Path(report_path)
@@ -122,18 +123,13 @@ def publish(ws: Workspace, report_path: str | Path) -> None:
                              description=report["verdict"])
     s = report["stages"]
     if s.get("promote"):
-        create_table_artifact(table=[{k: _plain(v) for k, v in c.items()} for c in s["promote"]["checks"]],
+        create_table_artifact(table=s["promote"]["checks"],
                               key="poisongate-promotion-decision", description=s["promote"]["reason"])
     if s.get("filter", {}).get("quarantined_rows"):
-        create_table_artifact(table=[{"id": _plain(r["id"]), "reason": r["reason"], **{k: float(v) for k, v in r["scores"].items()}}
+        create_table_artifact(table=[{"id": r["id"], "reason": r["reason"], **r["scores"]}
                                      for r in s["filter"]["quarantined_rows"]],
                               key="poisongate-quarantined-rows", description=f"run {report['run_id']}")
     docs = s.get("validate", {}).get("data_docs")
     if docs:
         target = docs if "://" in str(docs) else (ws.root / docs).resolve().as_uri()
         create_link_artifact(link=target, link_text="Great Expectations Data Docs", key="poisongate-data-docs")
-
-
-def _plain(value: Any) -> Any:
-    """Table artifacts take JSON scalars only (no numpy types)."""
-    return value.item() if hasattr(value, "item") else value

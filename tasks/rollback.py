@@ -7,6 +7,7 @@ is itself recorded (rollbacks/<time>.json, a git commit) and the runs after the 
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +15,11 @@ from tasks import history, record, versioning
 from tasks.config import PoisongateError, Workspace, atomic_write_text
 
 RESTORED_FROM_GIT = ("dvc.lock", "params.yaml", "expectations", "reports")
+
+
+def progress(message: str) -> None:
+    """A rollback waits on git and DVC (a pull can be long): say which step it is at, on stderr."""
+    print(f"rollback: {message}", file=sys.stderr, flush=True)
 
 
 def choose_target(rows: list[dict[str, Any]], champion: str | None, to: str | None) -> dict[str, Any]:
@@ -32,9 +38,13 @@ def choose_target(rows: list[dict[str, Any]], champion: str | None, to: str | No
 def restore_dataset(ws: Workspace, commit: str) -> dict[str, str]:
     """Check out the commit's dvc.lock (and what it was run with), let DVC restore the outputs, verify them."""
     present = [p for p in RESTORED_FROM_GIT if versioning.run(ws, "git", "ls-tree", "--name-only", commit, p).strip()]
+    progress(f"checking out {', '.join(present)} of commit {commit[:10]}")
     versioning.run(ws, "git", "checkout", commit, "--", *present)
+    progress("restoring the datasets and model with DVC")
     checkout(ws)
-    return versioning.verify_outputs(ws)
+    verified = versioning.verify_outputs(ws)
+    progress(f"{len(verified)} outputs match the md5 recorded in dvc.lock")
+    return verified
 
 
 def checkout(ws: Workspace, *targets: str) -> None:
@@ -46,29 +56,39 @@ def checkout(ws: Workspace, *targets: str) -> None:
 
 
 def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
+    versioning.init(ws)  # a fresh clone may lack a git identity
+    progress("checking out the registry")
     checkout(ws, *versioning.STORES)  # the registry holds the champion pointer and every model
     rows = history.history(ws)
     current = record.champion_id(ws)
     target = choose_target(rows, current, to)
     if not target["commit"]:
         raise PoisongateError(f"runs/{target['run_id']}.json: no git commit records this run; pick another from `poisongate history`")
+    champion = champion_of(ws, target)
     restored = restore_dataset(ws, target["commit"])
-    champion = target["champion_after"] or (target["run_id"] if target["promoted"] else None)
-    if champion and not (ws.registry / champion / "checkpoint").is_dir():
-        raise PoisongateError(f"{ws.registry / champion}: the champion of that time is missing; run `dvc pull registry` and roll back again")
-    if champion:
-        record.set_champion(ws, champion, restored_by_rollback_to=target["run_id"])
-    later = [r["run_id"] for r in rows if r["run_id"] > target["run_id"]]
+    record.set_champion(ws, champion, restored_by_rollback_to=target["run_id"])
     now = datetime.now(timezone.utc)
     entry = {"at": now.isoformat(timespec="seconds"), "to": target["run_id"], "commit": target["commit"],
-             "champion_before": current, "champion": champion, "revoked": later, "verified_hashes": restored}
+             "champion_before": current, "champion": champion,
+             "revoked": [r["run_id"] for r in rows if r["run_id"] > target["run_id"]], "verified_hashes": restored}
     atomic_write_text(ws.path("rollbacks", f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"), json.dumps(entry, indent=1) + "\n")
+    progress("committing the rollback and pushing to the DVC remote")
     versioning.record(ws, [])
-    message = (f"poisongate rollback to run {target['run_id']}: dataset {restored.get('data/clean.parquet')}, "
-               f"champion {champion}")
-    entry["git_commit"] = versioning.commit_and_push(ws, message)
-    entry["message"] = message
+    entry["message"] = (f"poisongate rollback to run {target['run_id']}: dataset {restored.get('data/clean.parquet')}, "
+                        f"champion {champion}")
+    entry["git_commit"] = versioning.commit_and_push(ws, entry["message"])
     return entry
+
+
+def champion_of(ws: Workspace, target: dict[str, Any]) -> str:
+    """The model that was champion right after the target run; checked before anything is restored."""
+    champion = target["champion_after"] or (target["run_id"] if target["promoted"] else None)
+    if champion is None:  # keeping today's (maybe poisoned) champion beside that dataset would mislead
+        raise PoisongateError(f"runs/{target['run_id']}.json: there was no champion after this run; "
+                              "roll back to a version with one (see `poisongate history`)")
+    if not (ws.registry / champion / "checkpoint").is_dir():
+        raise PoisongateError(f"{ws.registry / champion}: the champion of that time is missing; run `dvc pull registry` and roll back again")
+    return champion
 
 
 def markdown(entry: dict[str, Any]) -> str:

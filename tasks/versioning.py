@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
 import yaml
 
 from tasks.config import PoisongateError, Workspace
@@ -96,11 +97,8 @@ def hashes(ws: Workspace) -> dict[str, str]:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def content_md5(path: Path) -> str:
@@ -115,12 +113,11 @@ def content_md5(path: Path) -> str:
 
 def verify_outputs(ws: Workspace) -> dict[str, str]:
     """Recompute every dvc.lock output's hash; raise naming the first one that differs or is missing."""
-    for path, recorded in hashes(ws).items():
-        if path in STORES:
-            continue  # the append-only stores are checked out at HEAD, not restored
+    recorded = {p: h for p, h in hashes(ws).items() if p not in STORES}  # the stores stay at HEAD
+    for path, md5 in recorded.items():
         target = ws.root / path
         actual = content_md5(target) if target.exists() else "missing"
-        if actual != recorded:
-            raise PoisongateError(f"{target}: restored content hash {actual} != {recorded} recorded in dvc.lock; "
+        if actual != md5:
+            raise PoisongateError(f"{target}: restored content hash {actual} != {md5} recorded in dvc.lock; "
                                   "run `dvc pull --force` from an intact remote and roll back again")
-    return {p: h for p, h in hashes(ws).items() if p not in STORES}
+    return recorded

@@ -7,7 +7,8 @@ import yaml
 
 from tasks import versioning
 from tasks.config import PoisongateError
-from tasks.rollback import choose_target
+from tasks.config import Workspace
+from tasks.rollback import champion_of, choose_target
 
 
 def row(run_id, promoted, revoked=False):
@@ -24,6 +25,17 @@ def test_default_target_is_the_last_promoted_unrevoked_run_before_the_champion()
         choose_target(rows, "1", None)
     with pytest.raises(PoisongateError, match="9: no recorded runs match"):
         choose_target(rows, "5", "9")
+
+
+def test_champion_of_that_time_must_exist_before_anything_is_restored(tmp_path):
+    ws = Workspace(tmp_path)
+    (ws.registry / "1" / "checkpoint").mkdir(parents=True)
+    assert champion_of(ws, {**row("2", False), "champion_after": "1"}) == "1"  # a refused run: the champion it kept
+    assert champion_of(ws, {**row("1", True), "champion_after": None}) == "1"
+    with pytest.raises(PoisongateError, match="runs/3.json: there was no champion after this run"):
+        champion_of(ws, {**row("3", False), "champion_after": None})
+    with pytest.raises(PoisongateError, match="the champion of that time is missing"):
+        champion_of(ws, {**row("4", True), "champion_after": "4"})
 
 
 def test_recomputed_hashes_match_dvc_and_catch_a_changed_byte(make_workspace):
