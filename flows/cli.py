@@ -23,6 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", metavar="ATTACK", choices=sorted(ATTACKS), help="poison the incoming batch first")
     run.add_argument("--rate", type=float, default=0.2, help="share of rows the simulated attack poisons (default 0.2)")
     run.add_argument("--batch", type=int, help="which incoming batch of the embedded default to ingest")
+    run.add_argument("--retrain-only", action="store_true", help="train, cross-validate and promote on the dataset in the workspace (e.g. after a rollback)")
+
+    history = sub.add_parser("history", help="list every dataset and model version with its decision and metrics")
+    history.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    rollback = sub.add_parser("rollback", help="restore the last clean dataset (or --to VERSION) and the champion of that time")
+    rollback.add_argument("--to", metavar="VERSION", help="a run id or git commit (prefix) from `poisongate history`")
 
     init = sub.add_parser("init", help="make the workspace a git repo + DVC project with a local remote")
     init.add_argument("--remote", help="directory of the DVC remote (default: <workspace>/.dvc-remote)")
@@ -41,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_history(ws, as_json: bool) -> None:
+    import json
+
+    from tasks.history import history, table
+    from tasks.record import champion_id
+
+    rows = history(ws)
+    print("\n".join(json.dumps(r) for r in rows) if as_json else table(rows, champion_id(ws)))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from tasks.config import PoisongateError, Workspace, load_params
@@ -55,12 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             from flows.retrain import retrain
 
             attack, rate = (args.simulate, args.rate) if args.simulate else ("none", 0.0)
-            retrain(workspace=str(ws.root), attack=attack, rate=rate, batch=args.batch)
+            retrain(workspace=str(ws.root), attack=attack, rate=rate, batch=args.batch, retrain_only=args.retrain_only)
         elif args.command == "redteam":
             from flows.redteam import redteam
 
             seeds = list(range(args.seeds)) if args.seeds else None
             redteam(workspace=str(ws.root), attacks=args.attacks, rates=args.rates, seeds=seeds, out=args.out)
+        elif args.command == "history":
+            _print_history(ws, args.json)
+        elif args.command == "rollback":
+            from tasks.rollback import rollback
+
+            print(rollback(ws, args.to)["message"])
         else:
             from tasks.stages import run_stage
 

@@ -8,20 +8,21 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks import record, versioning
+from tasks import record, report, versioning
 from tasks.config import GateRefused, Workspace, load_params, set_params
 from tasks.stages import STAGES, run_stage
 
 # Stages have side effects and DVC is the cache: Prefect's input-hash cache would only cost time.
 stage_task = task(run_stage, cache_policy=NO_CACHE)
 finish_task = task(record.finish, name="record", cache_policy=NO_CACHE)
+RETRAIN_ONLY = ("train", "crossval", "promote")  # on the dataset in the workspace, e.g. after a rollback
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(workspace: str = ".", attack: str | None = None, rate: float | None = None, batch: int | None = None) -> dict[str, Any]:
+def retrain(workspace: str = ".", attack: str | None = None, rate: float | None = None, batch: int | None = None,
+            retrain_only: bool = False) -> dict[str, Any]:
     ws = Workspace(workspace)
     versioning.init(ws)
     params = load_params(ws)
@@ -29,12 +30,12 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
         params = set_params(ws, {"simulate": {"attack": attack, "rate": rate}, "data": {"batch": batch}})
     run_id = record.new_run_id()
     summaries: dict[str, Any] = {}
-    for name in STAGES:
+    for name in (RETRAIN_ONLY if retrain_only else STAGES):
         summaries[name] = stage_task.with_options(name=name)(ws, name, params)
         if summaries[name].get("passed") is False:
             break
     outcome = finish_task(ws, run_id, summaries)
-    create_markdown_artifact(markdown=outcome["markdown"], key="poisongate-run-report", description=outcome["verdict"])
+    report.publish(ws, outcome["report"])
     print(f"run {run_id}: {outcome['verdict']} (report {outcome['report']})")
     if not outcome["passed"]:
         raise GateRefused(outcome["verdict"])

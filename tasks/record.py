@@ -12,8 +12,8 @@ import shutil
 from datetime import datetime, timezone
 from typing import Any
 
-from tasks import report, versioning
-from tasks.config import Workspace, atomic_write_text
+from tasks import plots, report, versioning
+from tasks.config import Workspace, atomic_write_text, load_params
 from tasks.data import read_table, write_table
 
 
@@ -43,9 +43,18 @@ def register_candidate(ws: Workspace, run_id: str, decision: dict[str, Any]) -> 
     atomic_write_text(staging / "decision.json", json.dumps(decision, indent=1) + "\n")
     staging.rename(ws.registry / run_id)  # the entry appears complete or not at all
     if decision["passed"]:
-        atomic_write_text(ws.registry / "champion.json", json.dumps(
-            {"run_id": run_id, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "accuracy": decision["candidate"]["accuracy"]}, indent=1) + "\n")
+        set_champion(ws, run_id, accuracy=decision["candidate"]["accuracy"])
+
+
+def champion_id(ws: Workspace) -> str | None:
+    pointer = ws.registry / "champion.json"
+    return json.loads(pointer.read_text())["run_id"] if pointer.exists() else None
+
+
+def set_champion(ws: Workspace, run_id: str, **why: Any) -> None:
+    """Point the champion at a registered model: one atomic rename."""
+    entry = {"run_id": run_id, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **why}
+    atomic_write_text(ws.registry / "champion.json", json.dumps(entry, indent=1) + "\n")
 
 
 def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
@@ -69,8 +78,11 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any]) -> dict[str, A
     if "promote" in summaries:
         register_candidate(ws, run_id, summaries["promote"])
     passed, text = verdict(summaries)
+    pictures = plots.write(ws, summaries, load_params(ws))
     versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False])
     full = report.build(run_id, summaries, text, versioning.hashes(ws), git_parent)
+    full["champion"] = champion_id(ws)  # the champion after this run: what a rollback to it restores
+    full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
     markdown = report.write(ws, full)
     commit = versioning.commit_and_push(ws, f"poisongate run {run_id}: {text}")
     return {"passed": passed, "verdict": text, "markdown": markdown, "commit": commit,

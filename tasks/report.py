@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from tasks.config import Workspace, atomic_write_text
@@ -97,6 +98,9 @@ def markdown(report: dict[str, Any]) -> str:
                   for c, r in p["candidate"]["class_recall"].items()]
         lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | {_fmt(champ['accuracy']) if champ else 'n/a'} |", ""]
 
+    if report.get("plots"):
+        lines += ["## Plots", ""] + [f"- `{p}`" for p in report["plots"]] + [""]
+
     lines += ["## Versions (DVC content hashes)", "", "| path | md5 |", "|---|---|"]
     lines += [f"| {path} | `{md5}` |" for path, md5 in sorted(report["dvc_hashes"].items())]
     return "\n".join(lines) + "\n"
@@ -107,3 +111,27 @@ def write(ws: Workspace, report: dict[str, Any]) -> str:
     atomic_write_text(ws.runs / f"{report['run_id']}.json", json.dumps(report, indent=1, default=str) + "\n")
     atomic_write_text(ws.runs / f"{report['run_id']}.md", text)
     return text
+
+
+def publish(ws: Workspace, report_path: str | Path) -> None:
+    """The run's Prefect artifacts: the report, the promotion decision, the quarantined rows, the GX Data Docs.
+    Only for runs inside a Prefect flow. Read back from runs/<run_id>.json, so every value is a plain JSON
+    scalar (table artifacts reject numpy types)."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    report_path = Path(report_path)
+    report = json.loads(report_path.read_text())
+    create_markdown_artifact(markdown=report_path.with_suffix(".md").read_text(), key="poisongate-run-report",
+                             description=report["verdict"])
+    s = report["stages"]
+    if s.get("promote"):
+        create_table_artifact(table=s["promote"]["checks"],
+                              key="poisongate-promotion-decision", description=s["promote"]["reason"])
+    if s.get("filter", {}).get("quarantined_rows"):
+        create_table_artifact(table=[{"id": r["id"], "reason": r["reason"], **r["scores"]}
+                                     for r in s["filter"]["quarantined_rows"]],
+                              key="poisongate-quarantined-rows", description=f"run {report['run_id']}")
+    docs = s.get("validate", {}).get("data_docs")
+    if docs:
+        target = docs if "://" in str(docs) else (ws.root / docs).resolve().as_uri()
+        create_link_artifact(link=target, link_text="Great Expectations Data Docs", key="poisongate-data-docs")

@@ -4,18 +4,19 @@ Writes go through the CLIs as subprocesses with `cwd=workspace` (dvc.repo.Repo r
 the process's working directory, which is process-wide): see STACK_NOTES.md."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from tasks.config import PoisongateError, Workspace
 
 STORES = ("quarantine", "registry")  # append-only, tracked with `dvc add`
-TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", ".gitignore", ".dvcignore",
+TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", ".gitignore", ".dvcignore",
            "data/.gitignore", "models/.gitignore", *(f"{s}.dvc" for s in STORES))
 
 
@@ -53,7 +54,7 @@ def init(ws: Workspace, remote: str | None = None) -> None:
             _ignore(ws, "/.dvc-remote/")
     for store in STORES:
         (ws.root / store).mkdir(exist_ok=True)
-    _ignore(ws, "/.venv/", "__pycache__/")
+    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/")  # dvc_plots/: `dvc plots show` output
     run(ws, "git", "add", *[p for p in (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml") if (ws.root / p).exists()])
     if run(ws, "git", "status", "--porcelain", "--untracked-files=no").strip():
         run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
@@ -95,6 +96,28 @@ def hashes(ws: Workspace) -> dict[str, str]:
     return out
 
 
-def restore_check(ws: Workspace) -> dict[str, Any]:
-    """`dvc status` as data: empty when every tracked file matches its recorded hash."""
-    return yaml.safe_load(run(ws, "dvc", "status", "--json")) or {}
+def file_md5(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def content_md5(path: Path) -> str:
+    """DVC 3's hash of a file (md5 of its bytes) or of a directory (md5 of its sorted JSON manifest + `.dir`),
+    recomputed from the bytes on disk: DVC's own status trusts its mtime cache, a restore must not."""
+    if path.is_file():
+        return file_md5(path)
+    manifest = [{"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()}
+                for f in sorted(path.rglob("*"), key=lambda f: f.relative_to(path).as_posix()) if f.is_file()]
+    return hashlib.md5(json.dumps(manifest).encode()).hexdigest() + ".dir"
+
+
+def verify_outputs(ws: Workspace) -> dict[str, str]:
+    """Recompute every dvc.lock output's hash; raise naming the first one that differs or is missing."""
+    recorded = {p: h for p, h in hashes(ws).items() if p not in STORES}  # the stores stay at HEAD
+    for path, md5 in recorded.items():
+        target = ws.root / path
+        actual = content_md5(target) if target.exists() else "missing"
+        if actual != md5:
+            raise PoisongateError(f"{target}: restored content hash {actual} != {md5} recorded in dvc.lock; "
+                                  "run `dvc pull --force` from an intact remote and roll back again")
+    return recorded

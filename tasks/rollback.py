@@ -1,0 +1,99 @@
+"""`poisongate rollback`: bring back a recorded dataset version byte for byte, and the champion of that time.
+
+The run's git commit pins dvc.lock, params.yaml, the expectations and the reports; DVC restores the data from
+its cache or the remote; every restored output's hash is recomputed and compared with dvc.lock. The
+append-only stores (registry/, quarantine/) stay as they are: only the champion pointer moves. The rollback
+is itself recorded (rollbacks/<time>.json, a git commit) and the runs after the target are marked revoked."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from tasks import history, record, versioning
+from tasks.config import PoisongateError, Workspace, atomic_write_text
+
+RESTORED_FROM_GIT = ("dvc.lock", "params.yaml", "expectations", "reports")
+
+
+def progress(message: str) -> None:
+    """A rollback waits on git and DVC (a pull can be long): say which step it is at, on stderr."""
+    print(f"rollback: {message}", file=sys.stderr, flush=True)
+
+
+def choose_target(rows: list[dict[str, Any]], champion: str | None, to: str | None) -> dict[str, Any]:
+    """`to` if given; else the last clean dataset: the latest promoted, unrevoked run before the champion's."""
+    if to:
+        return history.find(rows, to)
+    ids = [r["run_id"] for r in rows]
+    before = ids.index(champion) if champion in ids else len(rows)
+    clean = [r for r in rows[:before] if r["promoted"] and not r["revoked"]]
+    if not clean:
+        raise PoisongateError(f"runs/: no promoted run before the champion {champion}; name one with `--to VERSION` "
+                              "(see `poisongate history`)")
+    return clean[-1]
+
+
+def restore_dataset(ws: Workspace, commit: str) -> dict[str, str]:
+    """Check out the commit's dvc.lock (and what it was run with), let DVC restore the outputs, verify them."""
+    present = [p for p in RESTORED_FROM_GIT if versioning.run(ws, "git", "ls-tree", "--name-only", commit, p).strip()]
+    progress(f"checking out {', '.join(present)} of commit {commit[:10]}")
+    versioning.run(ws, "git", "checkout", commit, "--", *present)
+    progress("restoring the datasets and model with DVC")
+    checkout(ws)
+    verified = versioning.verify_outputs(ws)
+    progress(f"{len(verified)} outputs match the md5 recorded in dvc.lock")
+    return verified
+
+
+def checkout(ws: Workspace, *targets: str) -> None:
+    """Make the workspace match the .dvc/dvc.lock files: from the local cache, else from the remote."""
+    try:
+        versioning.run(ws, "dvc", "checkout", "--force", "-q", *targets)
+    except PoisongateError:  # not in the local cache (a fresh clone): fetch from the remote
+        versioning.run(ws, "dvc", "pull", "--force", "-q", *targets)
+
+
+def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
+    versioning.init(ws)  # a fresh clone may lack a git identity
+    progress("checking out the registry")
+    checkout(ws, *versioning.STORES)  # the registry holds the champion pointer and every model
+    rows = history.history(ws)
+    current = record.champion_id(ws)
+    target = choose_target(rows, current, to)
+    if not target["commit"]:
+        raise PoisongateError(f"runs/{target['run_id']}.json: no git commit records this run; pick another from `poisongate history`")
+    champion = champion_of(ws, target)
+    restored = restore_dataset(ws, target["commit"])
+    record.set_champion(ws, champion, restored_by_rollback_to=target["run_id"])
+    now = datetime.now(timezone.utc)
+    entry = {"at": now.isoformat(timespec="seconds"), "to": target["run_id"], "commit": target["commit"],
+             "champion_before": current, "champion": champion,
+             "revoked": [r["run_id"] for r in rows if r["run_id"] > target["run_id"]], "verified_hashes": restored}
+    atomic_write_text(ws.path("rollbacks", f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"), json.dumps(entry, indent=1) + "\n")
+    progress("committing the rollback and pushing to the DVC remote")
+    versioning.record(ws, [])
+    entry["message"] = (f"poisongate rollback to run {target['run_id']}: dataset {restored.get('data/clean.parquet')}, "
+                        f"champion {champion}")
+    entry["git_commit"] = versioning.commit_and_push(ws, entry["message"])
+    return entry
+
+
+def champion_of(ws: Workspace, target: dict[str, Any]) -> str:
+    """The model that was champion right after the target run; checked before anything is restored."""
+    champion = target["champion_after"] or (target["run_id"] if target["promoted"] else None)
+    if champion is None:  # keeping today's (maybe poisoned) champion beside that dataset would mislead
+        raise PoisongateError(f"runs/{target['run_id']}.json: there was no champion after this run; "
+                              "roll back to a version with one (see `poisongate history`)")
+    if not (ws.registry / champion / "checkpoint").is_dir():
+        raise PoisongateError(f"{ws.registry / champion}: the champion of that time is missing; run `dvc pull registry` and roll back again")
+    return champion
+
+
+def markdown(entry: dict[str, Any]) -> str:
+    lines = [f"# poisongate rollback to run {entry['to']}", "", f"Restored from git commit `{entry['commit']}`; "
+             f"champion {entry['champion_before']} -> {entry['champion']}; revoked runs: "
+             f"{', '.join(entry['revoked']) or 'none'}.", "", "| path | md5 (recomputed = dvc.lock) |", "|---|---|"]
+    lines += [f"| {p} | `{h}` |" for p, h in sorted(entry["verified_hashes"].items())]
+    return "\n".join(lines) + "\n"
