@@ -53,7 +53,7 @@ def init(ws: Workspace, remote: str | None = None) -> None:
             _ignore(ws, "/.dvc-remote/")
     for store in STORES:
         (ws.root / store).mkdir(exist_ok=True)
-    _ignore(ws, "/.venv/", "__pycache__/")
+    _ignore(ws, "/.venv/", "__pycache__/", "/.poisongate.lock")
     run(ws, "git", "add", *[p for p in (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml") if (ws.root / p).exists()])
     if run(ws, "git", "status", "--porcelain", "--untracked-files=no").strip():
         run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
