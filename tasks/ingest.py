@@ -39,9 +39,10 @@ def prepare_reference(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
     else:
         (reference, ref_path), (holdout, hold_path) = read_user_file(ws, data, "reference"), read_user_file(ws, data, "holdout")
         schema = schema_from_reference(reference, data, ref_path)
-        missing = [c for c in schema.columns if c not in holdout.columns]
-        if missing:
-            raise PoisongateError(f"{hold_path}: column {missing[0]!r} is missing; the holdout needs the reference's columns")
+        for frame, path in ((reference, ref_path), (holdout, hold_path)):  # trusted, but it may still be broken
+            problem = batch_problem(frame, schema, str(path), int(data["min_rows"]))
+            if problem:
+                raise PoisongateError(problem)
         reference, holdout = reference[schema.columns], holdout[schema.columns]
     write_table(reference, ws.reference)
     write_table(holdout, ws.holdout)

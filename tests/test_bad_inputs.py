@@ -137,3 +137,17 @@ def test_cli_refuses_bad_batches_and_tampered_sources(make_workspace, digits, tm
     assert not ws.clean.exists() and not (ws.registry / "champion.json").exists()
     runs = [json.loads(p.read_text()) for p in ws.runs.glob("*.json")]
     assert len(runs) == 2  # the two readable batches were recorded; unreadable or tampered files raise before record
+
+
+@pytest.mark.parametrize("kind", ["NaN in a feature", "text in a numeric column", "missing feature column", "label outside the known classes"])
+def test_broken_trusted_files_are_refused_with_one_line(kind, params, digits, tmp_path):
+    reference, holdout, _ = digits["frames"]
+    good_reference = tmp_path / "reference.csv"
+    reference.to_csv(good_reference, index=False)
+    broken = CORPUS[kind][1](holdout, tmp_path)
+    ws = Workspace(tmp_path / "ws")
+    run = ingest_params(params, "batch.csv", reference=str(good_reference), holdout=str(broken))
+    with pytest.raises(PoisongateError) as err:
+        ingest.prepare_reference(ws, run)
+    assert_one_line(str(err.value), broken)
+    assert not ws.reference.exists() and not ws.holdout.exists()
