@@ -79,42 +79,67 @@ def _not_numbers(column: pd.Series) -> np.ndarray:
     return (pd.to_numeric(column, errors="coerce").isna() & column.notna()).to_numpy()
 
 
-def batch_problem(frame: pd.DataFrame, schema: Schema, name: str, min_rows: int) -> str | None:
-    """The first reason the batch cannot be used, as one line naming the file, the row/column and the fix.
-
-    Rows are counted from 1 (the first data row). Columns the reference lacks are left to the data gate (GX
-    refuses the column set); its suite repeats the value checks below, which here also name the row."""
+def _shape_problem(frame: pd.DataFrame, schema: Schema, min_rows: int) -> str | None:
     if len(frame) == 0:
-        return f"{name}: no data rows (empty or header only); send a batch with rows"
+        return "no data rows (empty or header only); send a batch with rows"
     missing = [c for c in schema.columns if c not in frame.columns]
     if missing:
-        return (f"{name}: column {missing[0]!r} is missing (found {', '.join(map(_show, list(frame.columns)[:5]))}"
-                f"{'...' if len(frame.columns) > 5 else ''}); check the delimiter and header, or data.label_column/feature_columns")
+        found = ", ".join(map(_show, list(frame.columns)[:5])) + ("..." if len(frame.columns) > 5 else "")
+        return f"column {missing[0]!r} is missing (found {found}); check the delimiter and header, or data.label_column/feature_columns"
     if len(frame) < min_rows:
-        return f"{name}: {len(frame)} rows < data.min_rows {min_rows}; send a larger batch or lower data.min_rows"
+        return f"{len(frame)} rows < data.min_rows {min_rows}; send a larger batch or lower data.min_rows"
+    return None
+
+
+def _text_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
     numeric_labels = all(isinstance(c, (int, float, np.number)) for c in schema.classes)
     for col in ([schema.label] if numeric_labels else []) + list(schema.features):
         row = _first(_not_numbers(frame[col]))
         if row is not None:
-            return f"{name}: row {row + 1}, column {col!r} holds {_show(frame[col].iloc[row])}, not a number; fix the value at the source"
-    row = _first(frame[schema.label].isna().to_numpy())
+            return f"row {row + 1}, column {col!r} holds {_show(frame[col].iloc[row])}, not a number; fix the value at the source"
+    return None
+
+
+def _label_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
+    labels = frame[schema.label]
+    row = _first(labels.isna().to_numpy())
     if row is not None:
-        return f"{name}: row {row + 1}, column {schema.label!r} is empty; label the row or drop it"
-    row = _first(~frame[schema.label].isin(schema.classes).to_numpy())
+        return f"row {row + 1}, column {schema.label!r} is empty; label the row or drop it"
+    row = _first(~labels.isin(schema.classes).to_numpy())
     if row is not None:
-        return (f"{name}: row {row + 1}, column {schema.label!r} holds {_show(frame[schema.label].iloc[row])}, not one of the "
-                f"reference's {len(schema.classes)} classes; fix the label, or add the class to the reference")
+        return (f"row {row + 1}, column {schema.label!r} holds {_show(labels.iloc[row])}, not one of the reference's "
+                f"{len(schema.classes)} classes; fix the label, or add the class to the reference")
+    return None
+
+
+def _value_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
     for col in schema.features:
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         row = _first(~(np.abs(values) <= FLOAT32_MAX))  # NaN, inf and 1e308 (beyond float32) all fail this
         if row is not None:
-            return f"{name}: row {row + 1}, column {col!r} is {_show(values[row])}, not a finite float32; fix or drop the row"
-    if schema.id:
-        ids = frame[schema.id]
-        row = _first((ids.isna() | ids.duplicated()).to_numpy())
-        if row is not None:
-            return f"{name}: row {row + 1}, column {schema.id!r}: id {_show(ids.iloc[row])} is empty or repeats an earlier row; ids must be unique"
+            return f"row {row + 1}, column {col!r} is {_show(values[row])}, not a finite float32; fix or drop the row"
     return None
+
+
+def _id_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
+    if not schema.id:
+        return None
+    ids = frame[schema.id]
+    row = _first((ids.isna() | ids.duplicated()).to_numpy())
+    if row is not None:
+        return f"row {row + 1}, column {schema.id!r}: id {_show(ids.iloc[row])} is empty or repeats an earlier row; ids must be unique"
+    return None
+
+
+def batch_problem(frame: pd.DataFrame, schema: Schema, name: str, min_rows: int) -> str | None:
+    """The first reason the batch cannot be used, as one line naming the file, the row/column and the fix.
+
+    Rows are counted from 1 (the first data row). Columns the reference lacks are left to the data gate (GX
+    refuses the column set); its suite repeats the value checks here, which also name the row."""
+    problem = _shape_problem(frame, schema, min_rows)
+    for check in (_text_problem, _label_problem, _value_problem, _id_problem):
+        problem = problem or check(frame, schema)
+    return f"{name}: {problem}" if problem else None
 
 
 def as_received(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from filelock import FileLock, Timeout
 from tasks.config import PoisongateError, Workspace, load_params
 
 LOCK_NAME = ".poisongate.lock"  # git-ignored by versioning.init
-STALE_DIRS = ("", "data", "reports", "expectations", "runs", "registry", "models")
+STALE_DIRS = ("", "data", "reports", "expectations", "runs", "registry", "quarantine", "models")
 
 
 def clear_stale(ws: Workspace) -> list[Path]:

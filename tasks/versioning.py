@@ -55,7 +55,7 @@ def init(ws: Workspace, remote: str | None = None) -> None:
         (ws.root / store).mkdir(exist_ok=True)
     _ignore(ws, "/.venv/", "__pycache__/", "/.poisongate.lock")
     run(ws, "git", "add", *[p for p in (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml") if (ws.root / p).exists()])
-    if run(ws, "git", "status", "--porcelain", "--untracked-files=no").strip():
+    if run(ws, "git", "diff", "--cached", "--name-only").strip():  # only what was just added: a killed run may leave other changes
         run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
 
 
