@@ -23,7 +23,10 @@ def clear_stale(ws: Workspace) -> list[Path]:
     stale += list(ws.path("models").rglob("*.orbax-checkpoint-tmp*"))
     stale += [p for p in [ws.path(".git", "index.lock")] if p.exists()]
     for path in stale:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     return stale
 
 

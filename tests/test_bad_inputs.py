@@ -129,7 +129,8 @@ def test_cli_refuses_bad_batches_and_tampered_sources(make_workspace, digits, tm
         if expected != "unreadable":
             assert pd.read_parquet(kept[-1])["id"].tolist() == batches[1]["id"].tolist(), kind  # kept whole
 
-    (files / "reference.csv").write_text((files / "reference.csv").read_text().replace(",0\n", ",1\n", 1))
+    trusted = (files / "reference.csv").read_text()
+    (files / "reference.csv").write_text(trusted + trusted.splitlines()[-1] + "\n")  # one row slipped in, in transit
     set_params(ws, {"data": {"source": str(files / "good.csv")}})
     batches[1].to_csv(files / "good.csv", index=False)
     rc, lines = run_cli(ws, tmp_path / "prefect")

@@ -38,7 +38,8 @@ def kill_after(proc: subprocess.Popen, root: Path, marker: str, since: float, ti
             proc.wait()
             return True
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return False
 
