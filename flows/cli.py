@@ -7,8 +7,8 @@ import sys
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-# A fresh PREFECT_HOME migrates its database first: on a busy 2-core machine that passes Prefect's 20 s default.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Prefect gives its temporary API server 20 s to start: too little on a busy machine, and the run is lost.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _parser() -> argparse.ArgumentParser:

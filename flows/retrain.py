@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import record, report, versioning
 from tasks.config import GateRefused, Workspace, load_params, set_params
+from tasks.lock import one_run_per_workspace
 from tasks.stages import STAGES, run_stage
 
 # Stages have side effects and DVC is the cache: Prefect's input-hash cache would only cost time.
@@ -21,6 +22,7 @@ RETRAIN_ONLY = ("train", "crossval", "promote")  # on the dataset in the workspa
 
 
 @flow(name="retrain", log_prints=True)
+@one_run_per_workspace  # a second run on the same workspace waits for the lock (data.lock_timeout_s)
 def retrain(workspace: str = ".", attack: str | None = None, rate: float | None = None, batch: int | None = None,
             retrain_only: bool = False) -> dict[str, Any]:
     ws = Workspace(workspace)

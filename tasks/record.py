@@ -25,6 +25,9 @@ def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) ->
     """Keep this run's quarantined rows; a batch refused by the data gate is kept whole."""
     if "filter" in summaries:
         frame = read_table(ws.quarantine)
+    elif summaries.get("ingest", {}).get("passed") is False:
+        frame = read_table(ws.incoming)
+        frame["quarantine_reason"] = "batch refused at ingest: " + summaries["ingest"]["reason"]
     elif summaries.get("validate", {}).get("passed") is False:
         frame = read_table(ws.incoming)
         frame["quarantine_reason"] = "batch refused by the data gate: " + "; ".join(
@@ -58,11 +61,14 @@ def set_champion(ws: Workspace, run_id: str, **why: Any) -> None:
 
 
 def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
-    v, f, p = summaries.get("validate"), summaries.get("filter"), summaries.get("promote")
+    i, v, f, p = summaries.get("ingest"), summaries.get("validate"), summaries.get("filter"), summaries.get("promote")
+    if i and i.get("passed") is False:
+        return False, f"batch refused at ingest: {i['reason']}"
     if v and not v["passed"]:
         names = ", ".join(f"{x['expectation']}({x['column'] or 'table'})" for x in v["failed"][:5])
         more = f" and {len(v['failed']) - 5} more" if len(v["failed"]) > 5 else ""
-        return False, f"batch refused by the data gate: {len(v['failed'])} expectations failed: {names}{more}"
+        return False, (f"{i['source'] if i else 'incoming batch'}: batch refused by the data gate: {len(v['failed'])} "
+                       f"expectations failed: {names}{more}; fix the batch at its source (it is kept whole in quarantine/)")
     if f and not f["passed"]:
         return False, (f"batch refused by the poisoning gate: {f['quarantined_share']:.0%} of rows flagged "
                        f"> filter.max_quarantine_share {f['max_quarantine_share']}")

@@ -54,9 +54,9 @@ def init(ws: Workspace, remote: str | None = None) -> None:
             _ignore(ws, "/.dvc-remote/")
     for store in STORES:
         (ws.root / store).mkdir(exist_ok=True)
-    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/")  # dvc_plots/: `dvc plots show` output
+    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock")  # dvc_plots/: `dvc plots show` output
     run(ws, "git", "add", *[p for p in (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml") if (ws.root / p).exists()])
-    if run(ws, "git", "status", "--porcelain", "--untracked-files=no").strip():
+    if run(ws, "git", "diff", "--cached", "--name-only").strip():  # only what was just added: a killed run may leave other changes
         run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
 
 

@@ -46,3 +46,30 @@ def test_csv_round_trip(tmp_path):
     path = tmp_path / "batch.csv"
     pd.DataFrame({"label": [0, 1], "f": [0.5, 1.5]}).to_csv(path, index=False)
     assert read_table(path)["f"].tolist() == [0.5, 1.5]
+
+
+@pytest.mark.parametrize("name", ["batch.csv", "batch.csv.gz", "batch.parquet", "batch.parquet.gz", "batch.npz", "batch.NPZ"])
+def test_every_supported_format_round_trips(tmp_path, name):
+    import gzip
+
+    frame = pd.DataFrame({"id": [1, 2], "label": [0, 1], "f": [0.5, 1.5]})
+    plain = tmp_path / name.removesuffix(".gz")
+    if plain.suffix.lower() == ".npz":
+        with open(plain, "wb") as f:  # a file object: np.savez would append ".npz" to "batch.NPZ"
+            np.savez(f, **{c: frame[c].to_numpy() for c in frame.columns})
+    elif plain.suffix == ".csv":
+        frame.to_csv(plain, index=False)
+    else:
+        frame.to_parquet(plain, index=False)
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(plain.read_bytes()))
+    assert read_table(path, max_bytes=1 << 20).equals(frame)
+
+
+def test_files_over_max_bytes_are_refused_before_reading(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("label,f\n" + "0,1.0\n" * 1000)
+    assert len(read_table(path, max_bytes=1 << 20)) == 1000
+    with pytest.raises(PoisongateError, match=r"big\.csv: \d+ bytes > data\.max_bytes 100; split the file"):
+        read_table(path, max_bytes=100)

@@ -1,0 +1,172 @@
+"""Reliability figures: the bad-input corpus and tampered sources through ingest, and (with --crash) SIGKILL at
+every stage of `poisongate run` followed by a rerun. Writes benchmarks/results/reliability.md.
+
+Timing baseline: ingesting the good batch; each refusal's time is given as a ratio to it (same run, medians).
+
+    python3 -m uv run --locked python benchmarks/reliability.py [--crash] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bad_inputs import CORPUS, MAX_BYTES  # noqa: E402
+from tasks import ingest, record, versioning  # noqa: E402
+from tasks.config import PoisongateError, Workspace  # noqa: E402
+from tasks.data import load_digits_frame, schema_from_reference, split_default, write_table  # noqa: E402
+from tasks.validate import build_suite, validate_frame  # noqa: E402
+
+
+def timed_ingest(ws: Workspace, params: dict, repeats: int) -> tuple[str, str, int, int, float]:
+    """(outcome, one-line message, rows read, rows kept for quarantine, median seconds) of ingesting the source."""
+    seconds = []
+    for _ in range(repeats):
+        ws.incoming.unlink(missing_ok=True)
+        start = time.perf_counter()
+        try:
+            summary = ingest.ingest(ws, params)
+            outcome, message, read = ("passed to the data gate", "", summary["rows"]) if summary["passed"] else ("refused", summary["reason"], summary["rows"])
+        except PoisongateError as e:
+            outcome, message, read = "refused unread", str(e), 0
+        seconds.append(time.perf_counter() - start)
+    kept = len(pd.read_parquet(ws.incoming)) if ws.incoming.exists() else 0
+    return outcome, message, read, kept, statistics.median(seconds)
+
+
+def tampered_sources(good_csv: Path) -> dict[str, bytes]:
+    text = good_csv.read_bytes()
+    lines = text.splitlines(keepends=True)
+    flipped = lines[1].replace(b",0,", b",1,", 1) if b",0," in lines[1] else lines[1] + b" "
+    return {
+        "one label flipped": b"".join([lines[0], flipped, *lines[2:]]),
+        "one byte changed": text[:-2] + bytes([text[-2] ^ 1]) + text[-1:],
+        "a row appended": text + lines[-1],
+        "a row removed": b"".join(lines[:-1]),
+        "truncated in transit": text[: len(text) // 2],
+        "whole file swapped": b"".join([lines[0], *reversed(lines[1:])]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--crash", action="store_true", help="also kill `poisongate run` at every stage (minutes)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/reliability.md"))
+    args = parser.parse_args()
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    reference, _, batches = split_default(load_digits_frame(), params["data"]["split"])
+    tmp = Path(tempfile.mkdtemp(prefix="poisongate-reliability-"))
+    ws = Workspace(tmp / "ws")
+    write_table(reference, ws.reference)
+
+    def run(source: Path, **data) -> tuple[str, str, int, int, float]:
+        return timed_ingest(ws, {**params, "data": {**params["data"], "source": str(source), "max_bytes": MAX_BYTES, **data}}, args.repeats)
+
+    good = tmp / "good.csv"
+    batches[1].to_csv(good, index=False)
+    baseline = run(good)
+    assert baseline[0] == "passed to the data gate"
+    schema = schema_from_reference(reference, params["data"], "reference")
+    suite = build_suite(reference, schema, params["validate"])
+    rows = []
+    for kind, (expected, make) in CORPUS.items():
+        path = make(batches[1], tmp)
+        outcome, message, read, kept, seconds = run(path)
+        if outcome == "passed to the data gate":
+            gate = validate_frame(pd.read_parquet(ws.incoming), suite)
+            outcome = "passed both gates" if gate["passed"] else "refused by the data gate"
+            message = record.verdict({"ingest": {"source": str(path)}, "validate": gate})[1]
+        one_line = str(path) in message and "\n" not in message and ";" in message  # names the file, then the fix
+        rows.append((kind, expected, outcome, read, kept, seconds, message.replace(str(tmp) + "/", ""), one_line))
+    lost = sum(r[3] - r[4] for r in rows)
+    refused = [r for r in rows if r[2].startswith("refused")]
+    one_line = sum(r[7] for r in refused)
+
+    pin = hashlib.sha256(good.read_bytes()).hexdigest()
+    tampered = []
+    for name, content in tampered_sources(good).items():
+        path = tmp / "pinned.csv"
+        path.write_bytes(content)
+        outcome = run(path, sha256={"source": pin})[0]
+        (tmp / "pinned.csv.sha256").write_text(f"{pin}  pinned.csv\n")
+        outcome_sidecar = run(path)[0]
+        (tmp / "pinned.csv.sha256").unlink()
+        tampered.append((name, outcome, outcome_sidecar))
+    accepted = sum((o != "refused unread") + (s != "refused unread") for _, o, s in tampered)
+    path = tmp / "pinned.csv"
+    path.write_bytes(good.read_bytes())
+    untampered_ok = run(path, sha256={"source": pin})[0] == "passed to the data gate"
+
+    crash = None
+    if args.crash:
+        from test_crash import KILL_AFTER, crash_campaign
+
+        root = tmp / "crash" / "ws"
+        root.mkdir(parents=True)
+        for f in ("params.yaml", "dvc.yaml"):
+            shutil.copy(ROOT / f, root / f)
+        versioning.init(Workspace(root), remote=str(tmp / "crash" / "remote"))
+        start = time.perf_counter()
+        crash = crash_campaign(root, {**os.environ, "PREFECT_HOME": str(tmp / "crash" / "prefect")})
+        crash["seconds"] = time.perf_counter() - start
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    md = [
+        "# Reliability and security results", "",
+        f"- Date: {now}",
+        f"- Machine: {platform.platform()}, {os.cpu_count()} cores shared with four other engineers' jobs, Python {platform.python_version()}",
+        f"- Command: `python3 -m uv run --locked python benchmarks/reliability.py{' --crash' if args.crash else ''} --repeats {args.repeats}`",
+        f"- data.max_bytes for the corpus: {MAX_BYTES} bytes; timings are medians of {args.repeats} ingests",
+        "", "## Summary", "",
+        "| figure | value |", "|---|---|",
+        f"| bad-input kinds tried | {len(rows)} |",
+        f"| refused (at ingest, or by the data gate) | {len(refused)} |",
+        f"| refused with one line naming the file and the fix | {one_line} of {len(refused)} |",
+        f"| rows lost from readable refused batches (not kept for quarantine) | {lost} |",
+        f"| tampered sources tried (params.yaml pin and sidecar) | {2 * len(tampered)} |",
+        f"| tampered sources accepted | {accepted} |",
+        f"| untampered pinned source accepted | {'yes' if untampered_ok else 'NO'} |",
+    ]
+    if crash:
+        completed = int(crash["rerun_exit"] == 0)
+        md += [
+            f"| faults injected (SIGKILL of `poisongate run`, one per stage/step) | {len(crash['faults'])} |",
+            f"| runs killed as planned | {sum(f['killed'] for f in crash['faults'])} |",
+            f"| reruns after the faults that completed (exit 0, git clean) | {completed} of 1 (+ each killed run was itself a rerun that got past the previous kill point) |",
+            f"| rows lost after the faults | {crash['rows_lost']} |",
+            f"| half-written files left after the rerun | {len(crash['leftovers'])} |",
+            f"| champion changed by a kill before promotion | {sum(not f['champion_unchanged'] for f in crash['faults'][:list(KILL_AFTER).index('promote')])} |",
+            f"| crash campaign wall time | {crash['seconds']:.0f} s |",
+        ]
+    md += ["", "## Bad inputs", "", f"Baseline: ingesting the good {len(batches[1])}-row batch, {baseline[4] * 1000:.1f} ms.", "",
+           "| kind | expected | outcome | rows read / kept for quarantine | time vs good batch | message |", "|---|---|---|---|---|---|"]
+    md += [f"| {k} | {e} | {o} | {r} / {kept} | {s / baseline[4]:.2f}x | {m.replace('|', '/')[:160]} |" for k, e, o, r, kept, s, m, _ in rows]
+    md += ["", "## Tampered sources (pinned by SHA-256)", "", "| change in transit | pin in params.yaml | sidecar .sha256 |", "|---|---|---|"]
+    md += [f"| {n} | {o} | {s} |" for n, o, s in tampered]
+    if crash:
+        md += ["", "## Faults injected", "", "| killed just after | killed | champion unchanged |", "|---|---|---|"]
+        md += [f"| {f['point']} | {f['killed']} | {f['champion_unchanged']} |" for f in crash["faults"]]
+    text = "\n".join(md) + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
