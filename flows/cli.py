@@ -61,6 +61,7 @@ def _print_history(ws, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from tasks.config import PoisongateError, Workspace, load_params
+    from tasks.lock import workspace_lock
 
     ws = Workspace(args.workspace)
     try:
@@ -83,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rollback":
             from tasks.rollback import rollback
 
-            print(rollback(ws, args.to)["message"])
+            with workspace_lock(ws):
+                print(rollback(ws, args.to)["message"])
         else:
             from tasks.stages import run_stage
 
             name = "expectations" if args.command == "expectations" else args.name
-            summary = run_stage(ws, name, load_params(ws))
+            with workspace_lock(ws):
+                summary = run_stage(ws, name, load_params(ws))
             if summary.get("passed") is False:
                 from tasks.record import verdict
 

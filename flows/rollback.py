@@ -11,11 +11,13 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import rollback as rollbacks
 from tasks.config import Workspace
+from tasks.lock import one_run_per_workspace
 
 rollback_task = task(rollbacks.rollback, name="restore", cache_policy=NO_CACHE)
 
 
 @flow(name="rollback", log_prints=True)
+@one_run_per_workspace
 def rollback(workspace: str = ".", to: str | None = None) -> dict[str, Any]:
     entry = rollback_task(Workspace(workspace), to)
     create_markdown_artifact(markdown=rollbacks.markdown(entry), key="poisongate-rollback", description=entry["message"])

@@ -464,17 +464,6 @@ class PeriodicNoise(Detector):
         return chunked(_row_power_ratio, X, y, self.mean, self.scale, self.ref_power)
 
 
-@partial(jax.jit, static_argnames="graphdef")
-def _representation(graphdef, params, X):
-    """The penultimate layer of the trained MLP (what tasks.model's `embed` will return once merged)."""
-    from flax import nnx
-
-    model = nnx.merge(graphdef, params)
-    for layer in model.hidden:
-        X = nnx.relu(layer(X))
-    return X
-
-
 @register
 class SpectralSignature(Detector):
     """Spectral signatures (Tran et al. 2018), per class: poisons that share a trigger or a clean-label
@@ -494,7 +483,7 @@ class SpectralSignature(Detector):
 
     def score(self, X, y):
         from tasks import model as models
-        from tasks.train import fit
+        from tasks.train import embed, fit
 
         X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])
         y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
@@ -502,7 +491,7 @@ class SpectralSignature(Detector):
         spec = models.model_spec(cfg, X_all, _classes(y_all))
         Xs = models.scale(X_all, spec)
         graphdef, params, *_ = fit(Xs, y_all, spec, cfg)
-        H = np.asarray(_representation(graphdef, params, Xs), np.float64)
+        H = np.asarray(embed(graphdef, params, Xs), np.float64)
         trusted = np.arange(len(X_all)) < len(self.X_ref)
         return class_signature_scores(H, y_all, trusted)[len(self.X_ref) :]
 

@@ -126,12 +126,23 @@ def filter_batch(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
         "max_quarantine_share": float(cfg["max_quarantine_share"]),
         "thresholds": result.thresholds,
         "flagged_by": {name: int(f.sum()) for name, f in result.flags.items()},
+        "score_histograms": {name: histogram(s, result.thresholds[name]) for name, s in result.scores.items()},
         "quarantined_rows": [
             {"id": _plain(ids[i]), "reason": reasons[i],
              "scores": {name: float(s[i]) for name, s in result.scores.items()}}
             for i in np.flatnonzero(mask)
         ],
     }
+
+
+def histogram(scores: np.ndarray, threshold: float, bins: int = 40) -> dict[str, list[float]]:
+    """A detector's batch scores in bins (the report keeps counts, not every row's score), spanning the threshold."""
+    finite = scores[np.isfinite(scores)]
+    span = np.concatenate([finite, [threshold] if np.isfinite(threshold) else []])
+    if not len(span):
+        return {"edges": [], "counts": []}
+    counts, edges = np.histogram(np.clip(finite, span.min(), span.max()), bins=bins, range=(span.min(), span.max()))
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
 
 
 def _plain(value: Any) -> Any:

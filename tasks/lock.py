@@ -3,10 +3,11 @@ with one line. The lock is an OS file lock, so a run killed with SIGKILL release
 the lock next clears what that run left half-written before starting."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -43,16 +44,21 @@ def hold(ws: Workspace, timeout_s: float) -> FileLock:
     return lock
 
 
+@contextlib.contextmanager
+def workspace_lock(ws: Workspace) -> Iterator[None]:
+    """Hold the workspace lock (waiting up to data.lock_timeout_s) after clearing what a killed run left."""
+    lock = hold(ws, float(load_params(ws)["data"].get("lock_timeout_s", 600)))
+    try:
+        clear_stale(ws)
+        yield
+    finally:
+        lock.release()
+
+
 def one_run_per_workspace(run: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a flow taking `workspace` first: it runs holding the workspace lock, after clearing stale files."""
+    """Wrap a flow taking `workspace` first: it runs holding the workspace lock."""
     @functools.wraps(run)
     def locked(workspace: str = ".", *args: Any, **kwargs: Any) -> Any:
-        ws = Workspace(workspace)
-        timeout_s = float(load_params(ws)["data"].get("lock_timeout_s", 600))
-        lock = hold(ws, timeout_s)
-        try:
-            clear_stale(ws)
+        with workspace_lock(Workspace(workspace)):
             return run(workspace, *args, **kwargs)
-        finally:
-            lock.release()
     return locked

@@ -28,11 +28,12 @@ def loss_curve(curve: pd.DataFrame) -> Figure:
     return fig
 
 
-def score_histograms(scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> Figure:
-    """One panel per detector: the batch's scores and the calibrated threshold past which rows are quarantined."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(5 * len(scores), 4), squeeze=False)
-    for ax, (name, s) in zip(axes[0], scores.items()):
-        ax.hist(s, bins=40, color="tab:blue")
+def score_histograms(histograms: dict[str, dict[str, list[float]]], thresholds: dict[str, float]) -> Figure:
+    """One panel per detector: the batch's scores (filter.histogram's bins) and the calibrated threshold past
+    which rows are quarantined."""
+    fig, axes = plt.subplots(1, len(histograms), figsize=(5 * len(histograms), 4), squeeze=False)
+    for ax, (name, h) in zip(axes[0], histograms.items()):
+        ax.stairs(h["counts"], h["edges"], fill=True, color="tab:blue")
         ax.axvline(thresholds[name], color="tab:red", linestyle="--", label=f"threshold {thresholds[name]:.3g}")
         ax.set(title=name, xlabel="score", ylabel="rows")
         ax.legend()
@@ -92,7 +93,7 @@ def write(ws: Workspace, summaries: dict[str, Any], params: dict[str, Any]) -> l
         quarantined_ids = {r["id"] for r in filt["quarantined_rows"]}
         mask = np.isin(row_ids(batch, schema), list(quarantined_ids))
         written.append(save(batch_projection(to_arrays(reference, schema)[0], to_arrays(batch, schema)[0], mask), out / "batch_pca.png"))
-        if "scores" in filt:  # per-row scores of every batch row, when the filter stage reports them
-            written.append(save(score_histograms({k: np.asarray(v) for k, v in filt["scores"].items()}, filt["thresholds"]),
-                                out / "detector_scores.png"))
+        histograms = {k: h for k, h in filt.get("score_histograms", {}).items() if h["counts"]}
+        if histograms:
+            written.append(save(score_histograms(histograms, filt["thresholds"]), out / "detector_scores.png"))
     return written

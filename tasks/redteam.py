@@ -26,7 +26,7 @@ from tasks import attacks, crossval, filter, promote, train, validate
 from tasks import model as models
 from tasks.config import PoisongateError, Workspace, atomic_path, atomic_write_text
 from tasks.data import DIGITS, Schema, load_digits_frame, read_table, schema_from_reference, split_default, to_arrays
-from tasks.ingest import _user_path, load_source_batch, poison
+from tasks.ingest import user_path, load_source_batch, poison
 
 _GX_LOCK = threading.Lock()  # cells run in threads; one GX context is shared and not thread-safe
 
@@ -58,8 +58,8 @@ def load_data(ws: Workspace, params: dict[str, Any]) -> MatrixData:
         reference, holdout, _ = split_default(load_digits_frame(), data["split"])
         ref_path = "digits reference"
     else:
-        ref_path = _user_path(ws, data, "reference")
-        reference, holdout = read_table(ref_path), read_table(_user_path(ws, data, "holdout"))
+        ref_path = user_path(ws, data, "reference")
+        reference, holdout = read_table(ref_path), read_table(user_path(ws, data, "holdout"))
     schema = schema_from_reference(reference, data, ref_path)
     suite = validate.build_suite(reference, schema, params["validate"])
     return MatrixData(reference[schema.columns], holdout, load_source_batch(ws, data), schema, suite)
@@ -167,7 +167,8 @@ def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float,
         gated = fit_model(X_clean, y_clean, classes, cfg)
         folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, int(params["crossval"]["folds"]))
         candidate = evaluate(gated, X_hold, y_hold)
-        decision = promote.decide(candidate, base["champion"], {"spread": float(np.ptp(folds))}, params["promote"])
+        decision = promote.decide(candidate, base["champion"], {"spread": float(np.ptp(folds)), "fold_accuracy": list(folds)},
+                                   params["promote"])
         cell.update(accuracy_with_gates=candidate["accuracy"], promoted=decision["passed"], promotion=decision["reason"])
     cell["served_accuracy"] = cell["accuracy_with_gates"] if cell["promoted"] else cell["champion_accuracy"]
     if attack == "backdoor":

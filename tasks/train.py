@@ -184,6 +184,11 @@ def predict_proba(graphdef, params, X):
     return jax.nn.softmax(nnx.merge(graphdef, params)(X))
 
 
+@partial(jax.jit, static_argnames="graphdef")
+def embed(graphdef, params, X):
+    return nnx.merge(graphdef, params).embed(X)
+
+
 def pad_rows(X: np.ndarray, y: np.ndarray, w: np.ndarray, batch_size: int):
     """Pad to whole batches with zero-weight rows, so every step has the same shape."""
     n_pad = -len(X) % batch_size

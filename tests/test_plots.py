@@ -3,6 +3,7 @@ import pandas as pd
 from PIL import Image
 
 from tasks import plots
+from tasks.filter import histogram
 
 
 def saved_png(fig, tmp_path, name):
@@ -15,11 +16,21 @@ def saved_png(fig, tmp_path, name):
 def test_every_plot_renders_to_a_png(tmp_path):
     rng = np.random.default_rng(0)
     saved_png(plots.loss_curve(pd.DataFrame({"epoch": range(5), "loss": [2.0, 1.0, 0.5, 0.3, 0.2]})), tmp_path, "loss.png")
+    thresholds = {"robust_zscore": 2.5, "knn_label": 0.8}
     scores = {"robust_zscore": rng.normal(size=200), "knn_label": rng.uniform(size=200)}
-    saved_png(plots.score_histograms(scores, {"robust_zscore": 2.5, "knn_label": 0.8}), tmp_path, "scores.png")
+    histograms = {k: histogram(s, thresholds[k]) for k, s in scores.items()}
+    saved_png(plots.score_histograms(histograms, thresholds), tmp_path, "scores.png")
     confusion = [[10, 1, 0], [0, 9, 2], [1, 0, 12]]
     saved_png(plots.confusion_pair(confusion, confusion, [0, 1, 2]), tmp_path, "pair.png")
     saved_png(plots.confusion_pair(confusion, None, [0, 1, 2]), tmp_path, "first.png")  # no champion yet
     X = rng.normal(size=(100, 6))
     saved_png(plots.batch_projection(X, X[:40], np.arange(40) < 5), tmp_path, "pca.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first.png", "loss.png", "pair.png", "pca.png", "scores.png"]
+
+
+def test_score_histogram_counts_every_finite_row_and_spans_the_threshold():
+    scores = np.array([0.1, 0.2, 0.2, 0.9, np.inf, np.nan])
+    h = histogram(scores, threshold=3.0, bins=10)
+    assert sum(h["counts"]) == 4  # non-finite scores are not binned
+    assert h["edges"][0] == 0.1 and h["edges"][-1] == 3.0
+    assert histogram(np.array([]), threshold=np.inf) == {"edges": [], "counts": []}
