@@ -15,7 +15,7 @@ from tasks.data import (DIGITS, Schema, load_digits_frame, parse_table, read_byt
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def user_path(ws: Workspace, data: dict[str, Any], key: str) -> Path:
+def _user_path(ws: Workspace, data: dict[str, Any], key: str) -> Path:
     value = data.get(key)
     if not value:
         raise PoisongateError(f"params.yaml: data.{key} is empty; a user-supplied source needs its trusted {key} file")
@@ -25,7 +25,7 @@ def user_path(ws: Workspace, data: dict[str, Any], key: str) -> Path:
 
 def read_user_file(ws: Workspace, data: dict[str, Any], key: str) -> tuple[pd.DataFrame, Path]:
     """Read data.<key> under data.max_bytes, refusing it before parsing if it does not match its SHA-256 pin."""
-    path, max_bytes = user_path(ws, data, key), int(data["max_bytes"])
+    path, max_bytes = _user_path(ws, data, key), int(data["max_bytes"])
     raw = read_bytes(path, max_bytes)
     integrity.verify(path, raw, (data.get("sha256") or {}).get(key))
     return parse_table(raw, path, max_bytes), path

@@ -25,8 +25,8 @@ from sklearn.metrics import precision_recall_fscore_support
 from tasks import attacks, crossval, filter, promote, train, validate
 from tasks import model as models
 from tasks.config import PoisongateError, Workspace, atomic_path, atomic_write_text
-from tasks.data import DIGITS, Schema, load_digits_frame, read_table, schema_from_reference, split_default, to_arrays
-from tasks.ingest import user_path, load_source_batch, poison
+from tasks.data import DIGITS, Schema, load_digits_frame, schema_from_reference, split_default, to_arrays
+from tasks.ingest import load_source_batch, poison, read_user_file
 
 _GX_LOCK = threading.Lock()  # cells run in threads; one GX context is shared and not thread-safe
 
@@ -58,11 +58,10 @@ def load_data(ws: Workspace, params: dict[str, Any]) -> MatrixData:
         reference, holdout, _ = split_default(load_digits_frame(), data["split"])
         ref_path = "digits reference"
     else:
-        ref_path = user_path(ws, data, "reference")
-        reference, holdout = read_table(ref_path), read_table(user_path(ws, data, "holdout"))
+        (reference, ref_path), (holdout, _) = read_user_file(ws, data, "reference"), read_user_file(ws, data, "holdout")
     schema = schema_from_reference(reference, data, ref_path)
     suite = validate.build_suite(reference, schema, params["validate"])
-    return MatrixData(reference[schema.columns], holdout, load_source_batch(ws, data), schema, suite)
+    return MatrixData(reference[schema.columns], holdout, load_source_batch(ws, data)[0], schema, suite)
 
 
 def widen(X: np.ndarray, width: int) -> np.ndarray:
