@@ -27,6 +27,7 @@ class Detector:
     name: ClassVar[str]
     reason: ClassVar[str]  # what a high score means, for people reading the quarantine
     min_threshold: float = -np.inf  # a floor under the calibrated threshold (e.g. a cap on copies)
+    row_wise: ClassVar[bool] = False  # a row's score depends on that row alone: the batch may be scored in chunks
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -54,18 +55,23 @@ class Detector:
         return np.concatenate(held_out)
 
 
-def chunked(fn, X: np.ndarray, y: np.ndarray, *fitted) -> np.ndarray:
-    """Apply a jitted per-row scorer in fixed-size chunks (one compiled shape, bounded device memory)."""
+def row_chunks(X: np.ndarray, y: np.ndarray, rows: int | None = None):
+    """(X chunk, y chunk, real rows) in fixed-size chunks of `rows` (default CHUNK_ROWS), the last one
+    zero-padded: one compiled shape, bounded device memory."""
     n = len(X)
-    size = min(CHUNK_ROWS, max(n, 1))
-    out = []
+    size = min(rows or CHUNK_ROWS, max(n, 1))
     for start in range(0, n, size):
         xs, ys = X[start : start + size], y[start : start + size]
         pad = size - len(xs)
         if pad:
             xs = np.concatenate([xs, np.zeros((pad, X.shape[1]), X.dtype)])
             ys = np.concatenate([ys, np.zeros(pad, y.dtype)])
-        out.append(np.asarray(fn(xs, ys, *fitted))[: size - pad])
+        yield xs, ys, size - pad
+
+
+def chunked(fn, X: np.ndarray, y: np.ndarray, *fitted) -> np.ndarray:
+    """Apply a jitted per-row scorer chunk by chunk (row_chunks)."""
+    out = [np.asarray(fn(xs, ys, *fitted))[:rows] for xs, ys, rows in row_chunks(X, y)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -93,6 +99,7 @@ class RobustZScore(Detector):
 
     name = "robust_zscore"
     reason = "a feature far outside the trusted data (robust z-score)"
+    row_wise = True
 
     def fit(self, X, y):
         self.median, self.scale = self.center_scale(X)
@@ -113,6 +120,7 @@ class IQRFence(Detector):
 
     name = "iqr_fence"
     reason = "a feature beyond the trusted interquartile fences"
+    row_wise = True
 
     def fit(self, X, y):
         X = np.asarray(X, np.float64)
@@ -138,6 +146,7 @@ class RobustMahalanobis(Detector):
 
     name = "mahalanobis"
     reason = "an unusual combination of features (robust Mahalanobis distance)"
+    row_wise = True
 
     def fit(self, X, y):
         _, self.scale = self.center_scale(X)
@@ -256,6 +265,7 @@ class KNNLabel(Detector):
 
     name = "knn_label"
     reason = "label disagrees with its nearest trusted neighbours"
+    row_wise = True
 
     def fit(self, X, y):
         X = np.asarray(X, np.float32)
@@ -453,6 +463,7 @@ class PeriodicNoise(Detector):
 
     name = "periodic_noise"
     reason = "a periodic pattern across features that the trusted data does not have"
+    row_wise = True
 
     def fit(self, X, y):
         self.mean, self.scale = self.center_scale(X)

@@ -60,30 +60,55 @@ def tail_quantile(scores: np.ndarray, q: float, tail: float = 0.1, min_beyond: i
     return start + float(excess.mean()) * float(np.log(tail / (1.0 - q)))
 
 
-def calibrate_on_batch(name: str, options: dict[str, Any], X: np.ndarray, y: np.ndarray, fpr: float):
-    """No trusted rows: a robust fit on the batch itself, threshold median + z(1 - fpr) x 1.4826 MAD of its
-    own scores (a normal tail; the median and MAD hold while less than half the batch is poisoned)."""
+def batch_threshold(scores: np.ndarray, fpr: float, floor: float) -> float:
+    """No trusted rows: median + z(1 - fpr) x 1.4826 MAD of the batch's own scores (a normal tail; the median
+    and MAD hold while less than half the batch is poisoned)."""
     from scipy.stats import norm
 
-    detector = detectors.make(name, options).fit_untrusted(X, y)
-    scores = np.asarray(detector.score(X, y), np.float64)
     median = float(np.median(scores))
     spread = 1.4826 * float(np.median(np.abs(scores - median)))
-    return scores, max(median + float(norm.ppf(1.0 - fpr)) * spread, detector.min_threshold)
+    return max(median + float(norm.ppf(1.0 - fpr)) * spread, floor)
+
+
+def score_chunk(fitted: dict[str, detectors.Detector], X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every row-wise detector's scores of one chunk of rows (on a Dask cluster: a Prefect task)."""
+    return {name: np.asarray(detector.score(X, y), np.float64) for name, detector in fitted.items()}
+
+
+def score_rows(fitted: dict[str, detectors.Detector], X, y, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Row-wise detectors score the batch in chunks of filter.chunk_rows: in this process, or as Prefect tasks
+    on the Dask cluster that filter.dask_address names (tasks/dask_scoring.py). Same chunks, same results."""
+    chunks = list(detectors.row_chunks(X, y, int(cfg.get("chunk_rows") or detectors.CHUNK_ROWS)))
+    if not fitted or not chunks:
+        return {name: np.zeros(len(X)) for name in fitted}
+    if cfg.get("dask_address"):
+        from tasks.dask_scoring import score_on_dask
+
+        parts = score_on_dask(fitted, [(xs, ys) for xs, ys, _ in chunks], cfg["dask_address"])
+    else:
+        parts = (score_chunk(fitted, xs, ys) for xs, ys, _ in chunks)
+    kept = [{name: s[:rows] for name, s in part.items()} for part, (_, _, rows) in zip(parts, chunks)]
+    return {name: np.concatenate([part[name] for part in kept]) for name in fitted}
 
 
 def run_filter(X_ref, y_ref, X, y, cfg: dict[str, Any]) -> FilterResult:
-    scores, thresholds = {}, {}
+    fitted, fprs, thresholds = {}, {}, {}
     for name, options in cfg["detectors"].items():
         options = options or {}
-        fpr = float(options.get("false_positive_rate", cfg["false_positive_rate"]))  # a detector may be stricter
-        if len(X_ref):
-            detector, thresholds[name] = calibrate(
-                name, options, X_ref, y_ref, fpr, int(cfg["calibration_folds"]), int(cfg["seed"])
+        fprs[name] = float(options.get("false_positive_rate", cfg["false_positive_rate"]))  # a detector may be stricter
+        if len(X_ref):  # calibrated on trusted rows in this process, whichever way the batch is scored
+            fitted[name], thresholds[name] = calibrate(
+                name, options, X_ref, y_ref, fprs[name], int(cfg["calibration_folds"]), int(cfg["seed"])
             )
-            scores[name] = np.asarray(detector.score(X, y), np.float64)
-        else:  # no trusted rows yet
-            scores[name], thresholds[name] = calibrate_on_batch(name, options, X, y, fpr)
+        else:  # no trusted rows yet: a robust fit on the batch itself, thresholds from its own scores below
+            fitted[name] = detectors.make(name, options).fit_untrusted(X, y)
+    row_scores = score_rows({name: d for name, d in fitted.items() if d.row_wise}, X, y, cfg)
+    # The others need the whole batch (its mean and variance, copies of earlier rows, models trained on it):
+    # they score it in this process, never in chunks.
+    scores = {name: row_scores[name] if name in row_scores else np.asarray(d.score(X, y), np.float64)
+              for name, d in fitted.items()}
+    if not len(X_ref):
+        thresholds = {name: batch_threshold(scores[name], fprs[name], d.min_threshold) for name, d in fitted.items()}
     return FilterResult(scores, thresholds)
 
 
