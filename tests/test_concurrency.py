@@ -90,11 +90,20 @@ def test_two_cli_runs_at_once_do_not_interleave(make_workspace, tmp_path):
     runs = [subprocess.Popen(["poisongate", "--workspace", str(ws.root), "run", "--batch", str(b)], stdout=logs[b],
                              stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect{b}")})
             for b in (0, 1)]
-    assert [p.wait(timeout=600) for p in runs] == [0, 0], [(f.seek(0), f.read()[-2000:]) for f in logs]
+    codes = [p.wait(timeout=600) for p in runs]
+    outputs = [(f.seek(0), f.read())[1] for f in logs]
     started = sorted(datetime.strptime(p.stem, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc).timestamp()
                      for p in ws.runs.glob("*.json"))  # run ids are the times the runs started
     log = subprocess.run(["git", "log", "--reverse", "--format=%ct %s"], cwd=ws.root, capture_output=True, text=True)
-    committed = [int(line.split()[0]) for line in log.stdout.splitlines() if " poisongate run " in line]
-    assert len(started) == len(committed) == 2
+    runs_committed = [line for line in log.stdout.splitlines() if " poisongate run " in line]
+    committed = [int(line.split()[0]) for line in runs_committed]
+    assert len(started) == len(committed) == 2, [out[-3000:] for out in outputs]
+    # Whichever run took the lock first promotes. The second competes with that champion: with the other batch
+    # its candidate may be the worse one, and the promotion gate refusing it (exit 1, its one-line verdict) is
+    # the product working, not a crash.
+    assert runs_committed[0].endswith("candidate promoted to champion")
+    for code, out in zip(codes, outputs):
+        assert code == 0 or (code == 1 and "\npoisongate: model refused: " in out), out[-3000:]
+    assert codes.count(0) >= 1
     assert started[1] >= committed[0]  # the second run began only after the first had committed everything
     assert subprocess.run(["git", "status", "--porcelain"], cwd=ws.root, capture_output=True, text=True).stdout == ""
