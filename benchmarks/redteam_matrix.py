@@ -4,7 +4,7 @@ benchmarks/results/redteam/, then the speed-up of running cells as concurrent Pr
 Baselines measured in the same run: accuracy is compared with the clean model (same seed, no attack, no gates);
 the concurrent matrix's wall time with the same sub-matrix run by one worker.
 
-    uv run python benchmarks/redteam_matrix.py --seeds 5 --out benchmarks/results/redteam
+    uv run python benchmarks/redteam_matrix.py --seeds 3 --out benchmarks/results/redteam
 """
 from __future__ import annotations
 
