@@ -27,10 +27,10 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks import detectors  # noqa: E402
-from tasks.attacks import ATTACKS  # noqa: E402
+from poisongate.detectors import registry as detectors  # noqa: E402
+from poisongate.attacks import ATTACKS  # noqa: E402
 from tasks.data import load_digits_frame, schema_from_reference, split_default, to_arrays  # noqa: E402
-from tasks.filter import calibrate  # noqa: E402
+from poisongate.poisoning_gate import calibrate  # noqa: E402
 
 RATES = [0.1, 0.2, 0.3, 0.4]
 LABEL_ATTACKS = {"label_flip": {}, "targeted_flip": {"source": 3, "target": 8}}

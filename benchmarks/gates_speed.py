@@ -45,7 +45,7 @@ def peak_mb() -> float:
 
 
 def one_size(n: int, repeats: int, isolation_forest: bool) -> dict:
-    from tasks import detectors
+    from poisongate.detectors import registry as detectors
 
     trusted, batch = rows(TRUSTED, 1), rows(n, 2)
     labels = np.zeros(n, np.int32)

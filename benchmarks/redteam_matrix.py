@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "redteam")
     args = parser.parse_args()
     from flows.redteam import redteam
-    from tasks.redteam import write_outputs
+    from poisongate.redteam import write_outputs
 
     with tempfile.TemporaryDirectory() as d:
         ws = workspace(Path(d), args.epochs)

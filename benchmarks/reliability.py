@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bad_inputs import CORPUS, MAX_BYTES  # noqa: E402
 from tasks import ingest, record, versioning  # noqa: E402
-from tasks.config import PoisongateError, Workspace  # noqa: E402
+from poisongate.errors import PoisongateError
+from poisongate.workspace import Workspace  # noqa: E402
 from tasks.data import load_digits_frame, schema_from_reference, split_default, write_table  # noqa: E402
-from tasks.validate import build_suite, validate_frame  # noqa: E402
+from poisongate.data_gate import build_suite, validate_frame  # noqa: E402
 
 
 def timed_ingest(ws: Workspace, params: dict, repeats: int) -> tuple[str, str, int, int, float]:

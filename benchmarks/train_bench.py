@@ -27,10 +27,10 @@ import optax
 import yaml
 from flax import nnx
 
-from tasks import model as models
-from tasks.attacks import simulate
+from poisongate.learning import models
+from poisongate.attacks import simulate
 from tasks.data import load_digits_frame, schema_from_reference, split_default, to_arrays
-from tasks.train import (accuracy, batch_size_for, data_sharding, fit, optimizer_for, privacy_spent, recipe,
+from poisongate.learning.training import (accuracy, batch_size_for, data_sharding, fit, optimizer_for, privacy_spent, recipe,
                          train_epoch, train_model)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,23 @@
+"""The pipeline's stages, one module per dvc.yaml stage, in order. Each module has `run(ws, config)`, a thin
+I/O wrapper that reads the stage's inputs from the workspace, calls the library, writes its outputs
+atomically and returns a summary (a gate's summary has `passed`). No stage imports another."""
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from typing import Any
+
+from poisongate.config import Config
+from poisongate.workspace import Workspace, atomic_write_text
+
+STAGES = ("reference", "expectations", "ingest", "validate", "filter", "train", "crossval", "promote")
+
+
+def run_stage(ws: Workspace, name: str, config: Config) -> dict[str, Any]:
+    """Run one stage by its module name; its summary also goes to reports/<stage>.json (a DVC metrics file)."""
+    start = time.perf_counter()
+    summary = importlib.import_module(f"tasks.{name}").run(ws, config)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    atomic_write_text(ws.report(name), json.dumps(summary, indent=1, default=str) + "\n")
+    return summary

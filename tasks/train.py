@@ -1,359 +1,43 @@
-"""Stage `train`: Flax NNX + Optax, one jitted epoch (a `lax.scan` over steps), data-parallel over every
-device: the batch is sharded along a `data` mesh axis, the parameters replicated.
-
-Robust options (params.yaml `train:`), applied in this order in every step: adversarial inputs (FGSM/PGD),
-trimmed loss, DP-SGD (per-example clipping + Gaussian noise); then weight decay and gradient clipping in the
-optimizer. Monitors: per-step loss, gradient norm and batch accuracy; NaN/inf aborts; loss spikes flagged.
-Orbax checkpoints of model + optimizer let a killed run resume and end with the same parameters."""
+"""Stage `train`: the candidate, trained on data/clean.parquet and checkpointed to models/candidate (Orbax).
+Training checkpoints go to models/training every train.checkpoint_every epochs (a killed run resumes) and are
+removed once the candidate is saved."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
-from functools import lru_cache, partial
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import dp_accounting
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-import orbax.checkpoint as ocp
-from dp_accounting import rdp
-from flax import nnx
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
-from numpy.lib.stride_tricks import sliding_window_view
 
-from tasks import model as models
-from tasks.config import PoisongateError, Workspace, atomic_path, atomic_write_text
-from tasks.data import read_table, schema_from_reference, to_arrays
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The per-step robust options of params.yaml `train:`; hashable, as a static argument of the jitted epoch."""
-
-    adversarial: str = "none"  # none | fgsm | pgd
-    adv_epsilon: float = 0.0
-    pgd_steps: int = 0
-    pgd_step_size: float = 0.0
-    trim_fraction: float = 0.0
-    dp_clip_norm: float = 0.0  # 0: DP-SGD off
-    dp_noise_multiplier: float = 0.0
-
-
-def recipe(cfg: dict[str, Any]) -> Recipe:
-    adv, dp = cfg.get("adversarial", {}), cfg.get("dp_sgd", {})
-    method = adv.get("method", "none")
-    if method not in ("none", "fgsm", "pgd"):
-        raise PoisongateError(f"params.yaml: train.adversarial.method is {method!r}; set it to none, fgsm or pgd")
-    return Recipe(
-        adversarial=method,
-        adv_epsilon=float(adv.get("epsilon", 0.0)),
-        pgd_steps=int(adv.get("pgd_steps", 0)),
-        pgd_step_size=float(adv.get("pgd_step_size", 0.0)),
-        trim_fraction=float(cfg.get("trim_fraction", 0.0)),
-        dp_clip_norm=float(dp["clip_norm"]) if dp.get("enabled") else 0.0,
-        dp_noise_multiplier=float(dp.get("noise_multiplier", 0.0)),
-    )
-
-
-@lru_cache(maxsize=None)
-def optimizer(learning_rate: float, weight_decay: float, clip_grad_norm: float = 0.0) -> optax.GradientTransformation:
-    # Cached so equal settings give the same object: it is a static argument of the jitted epoch.
-    adamw = optax.adamw(learning_rate, weight_decay=weight_decay)
-    return optax.chain(optax.clip_by_global_norm(clip_grad_norm), adamw) if clip_grad_norm > 0 else adamw
-
-
-def optimizer_for(cfg: dict[str, Any]) -> optax.GradientTransformation:
-    return optimizer(float(cfg["learning_rate"]), float(cfg["weight_decay"]), float(cfg.get("clip_grad_norm", 0.0)))
-
-
-@lru_cache(maxsize=None)
-def data_sharding() -> NamedSharding:
-    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
-    return NamedSharding(mesh, P(None, "data"))  # [steps, batch, ...]: split each batch across devices
-
-
-def per_example_loss(params, graphdef, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, params)(x), y)
-
-
-def weighted_mean(values, w):
-    return jnp.sum(w * values) / jnp.maximum(jnp.sum(w), 1.0)
-
-
-def loss_and_logits(params, graphdef, x, y, w):
-    logits = nnx.merge(graphdef, params)(x)
-    return weighted_mean(optax.softmax_cross_entropy_with_integer_labels(logits, y), w), logits
-
-
-def loss_fn(params, graphdef, x, y, w):
-    return loss_and_logits(params, graphdef, x, y, w)[0]
-
-
-def adversarial_inputs(params, graphdef, x, y, r: Recipe):
-    """Worst-case features within an L-inf ball of radius epsilon (features are standardised): FGSM takes one
-    signed-gradient step of epsilon; PGD takes pgd_steps steps of pgd_step_size, projected back onto the ball."""
-    input_grad = jax.grad(lambda xa: jnp.sum(per_example_loss(params, graphdef, xa, y)))
-    if r.adversarial == "fgsm":
-        return jax.lax.stop_gradient(x + r.adv_epsilon * jnp.sign(input_grad(x)))
-
-    def pgd_step(xa, _):
-        xa = xa + r.pgd_step_size * jnp.sign(input_grad(xa))
-        return jnp.clip(xa, x - r.adv_epsilon, x + r.adv_epsilon), None
-
-    xa, _ = jax.lax.scan(pgd_step, x, None, length=r.pgd_steps)
-    return jax.lax.stop_gradient(xa)
-
-
-def trimmed_weights(losses, w, fraction: float):
-    """Zero the weight of the highest-loss `fraction` of the batch's real rows (weight > 0; padding is not)."""
-    real = w > 0
-    n_drop = jnp.floor(fraction * jnp.sum(real)).astype(jnp.int32)
-    rank = jnp.argsort(jnp.argsort(-jnp.where(real, jax.lax.stop_gradient(losses), -jnp.inf)))  # 0: highest loss
-    return jnp.where(rank < n_drop, 0.0, w)
-
-
-def private_gradient(params, graphdef, x, y, w, key, r: Recipe, batch_size: int):
-    """DP-SGD: every example's gradient clipped to dp_clip_norm, summed, plus N(0, (noise * clip)^2) per
-    coordinate, divided by the fixed batch size (a data-dependent divisor would leak)."""
-    def example_grad(xi, yi):
-        return jax.grad(lambda p: per_example_loss(p, graphdef, xi[None], yi[None])[0])(params)
-
-    grads = jax.vmap(example_grad)(x, y)
-    norms = jax.vmap(optax.tree.norm)(grads)
-    scale = w * jnp.minimum(1.0, r.dp_clip_norm / jnp.maximum(norms, 1e-12))
-    leaves, treedef = jax.tree.flatten(jax.tree.map(lambda g: jnp.tensordot(scale, g, axes=1), grads))
-    keys = jax.random.split(key, len(leaves))
-    std = r.dp_noise_multiplier * r.dp_clip_norm
-    noised = [leaf + std * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
-    return jax.tree.map(lambda g: g / batch_size, jax.tree.unflatten(treedef, noised))
-
-
-def step_gradient(params, graphdef, r: Recipe, batch_size: int, x, y, w, key):
-    """Loss, batch accuracy and the gradient to apply, with the recipe's options (off ones cost nothing)."""
-    if r.adversarial != "none":
-        x = adversarial_inputs(params, graphdef, x, y, r)
-    if r.trim_fraction > 0:
-        w = trimmed_weights(per_example_loss(params, graphdef, x, y), w, r.trim_fraction)
-    (loss, logits), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(params, graphdef, x, y, w)
-    if r.dp_clip_norm > 0:  # replaces the plain gradient, whose computation jit then drops
-        grads = private_gradient(params, graphdef, x, y, w, key, r, batch_size)
-    return loss, weighted_mean(jnp.argmax(logits, axis=-1) == y, w), grads
-
-
-def _epoch(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, w, key):
-    """One pass over the (padded) rows in a fresh order; returns per-step loss, gradient norm and accuracy."""
-    order_key, noise_key = jax.random.split(key)
-    perm = jax.random.permutation(order_key, X.shape[0])
-    steps = X.shape[0] // batch_size
-    batches = [a[perm].reshape(steps, batch_size, *a.shape[1:]) for a in (X, y, w)]
-    if sharding is not None and sharding.mesh.size > 1:  # on one device the constraint only slows XLA down
-        batches = [jax.lax.with_sharding_constraint(b, sharding) for b in batches]
-
-    def train_step(carry, batch):
-        params, opt_state = carry
-        *xyw, step_key = batch
-        loss, acc, grads = step_gradient(params, graphdef, r, batch_size, *xyw, step_key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), (loss, optax.tree.norm(grads), acc)
-
-    (params, opt_state), curves = jax.lax.scan(
-        train_step, (params, opt_state), (*batches, jax.random.split(noise_key, steps)))
-    return params, opt_state, *curves
-
-
-_STATIC = ("graphdef", "tx", "r", "sharding", "batch_size")
-train_epoch = jax.jit(_epoch, static_argnames=_STATIC)
-
-
-@partial(jax.jit, static_argnames=_STATIC)
-def train_epoch_folds(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, W, key):
-    """k folds at once: each fold its own parameters and optimizer state, its own row weights W[k]."""
-    one = partial(_epoch, graphdef, tx, r, sharding, batch_size)
-    return jax.vmap(one, in_axes=(0, 0, None, None, 0, None))(params, opt_state, X, y, W, key)
-
-
-@partial(jax.jit, static_argnames="graphdef")
-def predict_proba(graphdef, params, X):
-    return jax.nn.softmax(nnx.merge(graphdef, params)(X))
-
-
-@partial(jax.jit, static_argnames="graphdef")
-def embed(graphdef, params, X):
-    return nnx.merge(graphdef, params).embed(X)
-
-
-def pad_rows(X: np.ndarray, y: np.ndarray, w: np.ndarray, batch_size: int):
-    """Pad to whole batches with zero-weight rows, so every step has the same shape."""
-    n_pad = -len(X) % batch_size
-    return (
-        np.concatenate([X, np.zeros((n_pad, X.shape[1]), X.dtype)]),
-        np.concatenate([y, np.zeros(n_pad, y.dtype)]),
-        np.concatenate([w, np.zeros(w.shape[:-1] + (n_pad,), w.dtype)], axis=-1),
-    )
-
-
-def batch_size_for(cfg: dict[str, Any]) -> int:
-    n_dev = jax.device_count()
-    return max(n_dev, int(cfg["batch_size"]) // n_dev * n_dev)  # divisible by the device count
-
-
-class Trained(NamedTuple):
-    graphdef: nnx.GraphDef
-    params: nnx.State
-    opt_state: Any
-    losses: np.ndarray  # [epochs, (folds,) steps]
-    grad_norms: np.ndarray
-    accuracies: np.ndarray
-
-
-class NonFiniteTraining(PoisongateError):
-    """Loss or gradient became NaN/inf: the run stops before anything is saved or registered."""
-
-
-def check_finite(epoch: int, losses: np.ndarray, grad_norms: np.ndarray) -> None:
-    bad = ~(np.isfinite(losses) & np.isfinite(grad_norms))
-    if bad.any():
-        step = int(np.argwhere(bad)[0][-1])
-        raise NonFiniteTraining(
-            f"data/clean.parquet: training loss or gradient became NaN/inf at epoch {epoch} step {step}; lower "
-            "train.learning_rate or set train.clip_grad_norm in params.yaml, and look for extreme values in the data")
-
-
-# Settings that do not change the parameter trajectory: a checkpoint made under other values still resumes.
-_NOT_IN_FINGERPRINT = ("epochs", "checkpoint_every", "monitor")
-
-
-def fingerprint(X, y, w, spec: dict[str, Any], cfg: dict[str, Any]) -> str:
-    h = hashlib.sha256(json.dumps([spec, {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}],
-                                  sort_keys=True, default=str).encode())
-    for a in (X, y, w):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-class Checkpoints:
-    """Orbax CheckpointManager of (params, optimizer state, curves so far) every `every` epochs, keyed by a
-    fingerprint of data + settings so that a checkpoint of other data is never resumed."""
-
-    def __init__(self, directory: Path, every: int, key: str) -> None:
-        self.every, self.key = every, key
-        self.mngr = ocp.CheckpointManager(Path(directory).resolve(),  # Orbax needs absolute paths
-                                          options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-    def resume(self, params, opt_state):
-        """(epochs done, params, opt_state, curves) from the latest matching checkpoint, or None."""
-        step = self.mngr.latest_step()
-        if step is None:
-            return None
-        meta = self.mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        if meta["fingerprint"] != self.key:  # another run's: start afresh
-            for old in self.mngr.all_steps():
-                self.mngr.delete(old)
-            return None
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, (params, opt_state))
-        got = self.mngr.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), curves=ocp.args.StandardRestore()))
-        return step, *got["state"], [np.asarray(got["curves"][name]) for name in Trained._fields[3:]]
-
-    def maybe_save(self, epochs_done: int, last: bool, params, opt_state, curves) -> None:
-        if epochs_done % self.every and not last:
-            return
-        self.mngr.save(epochs_done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave((params, opt_state)),
-            curves=ocp.args.StandardSave(dict(zip(Trained._fields[3:], (np.stack(c) for c in curves)))),
-            meta=ocp.args.JsonSave({"fingerprint": self.key})), force=True)
-        self.mngr.wait_until_finished()
-
-    def close(self) -> None:
-        self.mngr.close()
-
-
-def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], cfg: dict[str, Any], W: np.ndarray | None = None,
-                checkpoint_dir: Path | None = None) -> Trained:
-    """Train one model (W None) or len(W) models at once, one per row-weight vector. X is already scaled.
-    With `checkpoint_dir`, resumes from its latest matching checkpoint and saves every
-    `checkpoint_every` epochs."""
-    bs = batch_size_for(cfg)
-    folds = None if W is None else len(W)
-    w = np.ones(len(X), np.float32) if W is None else W.astype(np.float32)
-    X, y, w = pad_rows(X, y.astype(np.int32), w, bs)
-    tx, r = optimizer_for(cfg), recipe(cfg)
-    sharding = data_sharding()
-    replicated = NamedSharding(sharding.mesh, P())
-    seed = int(cfg["seed"])
-    graphdef, params = nnx.split(models.build(spec, seed))
-    if folds is not None:  # one initialisation per fold, stacked on a leading axis for vmap
-        inits = [params] + [nnx.split(models.build(spec, seed + k))[1] for k in range(1, folds)]
-        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *inits)
-    params = jax.device_put(params, replicated)
-    opt_state = jax.vmap(tx.init)(params) if folds else tx.init(params)
-    curves: list[list[np.ndarray]] = [[], [], []]  # losses, grad norms, accuracies: one array per epoch
-    start, ckpt = 0, None
-    if checkpoint_dir is not None:
-        ckpt = Checkpoints(checkpoint_dir, int(cfg.get("checkpoint_every", 1)), fingerprint(X, y, w, spec, cfg))
-        resumed = ckpt.resume(params, opt_state)
-        if resumed is not None:
-            start, params, opt_state, saved = resumed
-            curves = [list(c) for c in saved]
-    X, y, w = (jax.device_put(a, replicated) for a in (X, y, w))
-    key = jax.random.key(seed)
-    step_fn = train_epoch if folds is None else train_epoch_folds
-    epochs = int(cfg["epochs"])
-    try:
-        for epoch in range(start, epochs):
-            params, opt_state, *epoch_curves = step_fn(graphdef, tx, r, sharding, bs, params, opt_state, X, y, w,
-                                                       jax.random.fold_in(key, epoch))
-            jax.block_until_ready(epoch_curves)  # see STACK_NOTES: back-to-back multi-device steps can abort on 2 cores
-            for store, values in zip(curves, epoch_curves):
-                store.append(np.asarray(values))
-            check_finite(epoch, curves[0][-1], curves[1][-1])
-            if ckpt is not None:
-                ckpt.maybe_save(epoch + 1, epoch + 1 == epochs, params, opt_state, curves)
-    finally:
-        if ckpt is not None:
-            ckpt.close()
-    return Trained(graphdef, params, opt_state, *(np.stack(c) for c in curves))
-
-
-def fit(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], cfg: dict[str, Any], W: np.ndarray | None = None):
-    """(graphdef, params, opt_state, losses, grad_norms): the five values callers of the spine unpack."""
-    return tuple(train_model(X, y, spec, cfg, W))[:5]
-
-
-def loss_spikes(losses: np.ndarray, window: int, threshold: float, min_scale: float) -> list[dict[str, float]]:
-    """Steps whose loss lies more than `threshold` robust z-scores (median/MAD) above the previous `window`
-    steps. `min_scale` floors the MAD so that a converged, near-constant loss does not flag noise."""
-    if len(losses) <= window:
-        return []
-    past = sliding_window_view(losses[:-1], window)  # past[i]: the window before step i + window
-    median = np.median(past, axis=1)
-    mad = 1.4826 * np.median(np.abs(past - median[:, None]), axis=1)
-    z = (losses[window:] - median) / np.maximum(mad, min_scale)
-    return [{"step": int(i + window), "loss": float(losses[i + window]), "zscore": float(z[i])}
-            for i in np.flatnonzero(z > threshold)]
-
-
-def privacy_spent(cfg: dict[str, Any], n_rows: int) -> float:
-    """(epsilon) of DP-SGD at train.dp_sgd.delta, by the RDP accountant; batches are treated as Poisson samples
-    of rate batch/n (the usual accounting for shuffled batches)."""
-    dp = cfg["dp_sgd"]
-    steps = int(cfg["epochs"]) * -(-n_rows // batch_size_for(cfg))
-    event = dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
-        min(1.0, batch_size_for(cfg) / n_rows), dp_accounting.GaussianDpEvent(float(dp["noise_multiplier"]))), steps)
-    accountant = rdp.RdpAccountant()
-    accountant.compose(event)
-    return float(accountant.get_epsilon(float(dp["delta"])))
-
-
-def accuracy(graphdef, params, X: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(predict_proba(graphdef, params, X)).argmax(axis=1) == y))
+from poisongate.config import Config, TrainConfig
+from poisongate.learning import models
+from poisongate.learning.training import (NonFiniteTraining, Trained, accuracy, loss_spikes, privacy_spent,
+                                          train_model)
+from poisongate.schema import to_arrays
+from poisongate.sources import workspace_reference
+from poisongate.tables import read_table
+from poisongate.workspace import Workspace, atomic_path, atomic_write_text
+
+
+def summarize(t: Trained, Xs: np.ndarray, y: np.ndarray, cfg: TrainConfig, seconds: float) -> dict[str, Any]:
+    monitor, dp_on = cfg.monitor, cfg.dp_sgd.enabled
+    return {
+        "rows": len(Xs),
+        "epochs": cfg.epochs,
+        "devices": jax.device_count(),
+        "final_loss": float(t.losses[-1].mean()),
+        "train_accuracy": accuracy(t.graphdef, t.params, Xs, y),
+        "nonfinite": False,
+        "loss_spikes": loss_spikes(t.losses.ravel(), monitor.spike_window, monitor.spike_zscore, monitor.spike_min_scale),
+        "max_grad_norm": float(t.grad_norms.max()),
+        "dp_epsilon": privacy_spent(cfg, len(Xs)) if dp_on else None,
+        "dp_delta": cfg.dp_sgd.delta if dp_on else None,
+        "seconds": seconds,
+        "samples_per_second": len(Xs) * cfg.epochs / seconds,
+    }
 
 
 def write_curves(ws: Workspace, t: Trained) -> None:
@@ -372,40 +56,21 @@ def write_curves(ws: Workspace, t: Trained) -> None:
             writer.writerow([epoch, f"{l:.6f}", f"{a:.6f}"])
 
 
-def train(ws: Workspace, params: dict[str, Any]) -> dict[str, Any]:
-    """Train the candidate on data/clean.parquet and checkpoint it to models/candidate (Orbax). Training
-    checkpoints go to models/training and are removed once the candidate is saved."""
-    cfg = params["train"]
-    clean = read_table(ws.clean)
-    schema = schema_from_reference(read_table(ws.reference), params["data"], ws.reference)
-    X, y = to_arrays(clean, schema)
+def run(ws: Workspace, config: Config) -> dict[str, Any]:
+    cfg = config.train
+    _, schema = workspace_reference(ws, config.data)
+    X, y = to_arrays(read_table(ws.clean), schema)
     spec = models.model_spec(cfg, X, schema.classes)
     Xs = models.scale(X, spec)
     checkpoint_dir = ws.path("models", "training")
     start = time.perf_counter()
     try:
-        t = train_model(Xs, y, spec, cfg, checkpoint_dir=checkpoint_dir)
+        t = train_model(Xs, y, spec, cfg, checkpoint_dir=checkpoint_dir, checkpoint_every=cfg.checkpoint_every)
     except NonFiniteTraining:
-        atomic_write_text(ws.report("train"), json.dumps({"rows": len(clean), "nonfinite": True, "loss_spikes": []}) + "\n")
+        atomic_write_text(ws.report("train"), json.dumps({"rows": len(X), "nonfinite": True, "loss_spikes": []}) + "\n")
         raise
     seconds = time.perf_counter() - start
-    models.save(ws.candidate, int(cfg["epochs"]), t.params, t.opt_state, spec)
+    models.save(ws.candidate, cfg.epochs, t.params, t.opt_state, spec)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     write_curves(ws, t)
-    monitor = cfg["monitor"]
-    dp_on = cfg["dp_sgd"]["enabled"]
-    return {
-        "rows": len(clean),
-        "epochs": int(cfg["epochs"]),
-        "devices": jax.device_count(),
-        "final_loss": float(t.losses[-1].mean()),
-        "train_accuracy": accuracy(t.graphdef, t.params, Xs, y),
-        "nonfinite": False,
-        "loss_spikes": loss_spikes(t.losses.ravel(), int(monitor["spike_window"]), float(monitor["spike_zscore"]),
-                                   float(monitor["spike_min_scale"])),
-        "max_grad_norm": float(t.grad_norms.max()),
-        "dp_epsilon": privacy_spent(cfg, len(clean)) if dp_on else None,
-        "dp_delta": float(cfg["dp_sgd"]["delta"]) if dp_on else None,
-        "seconds": seconds,
-        "samples_per_second": len(clean) * int(cfg["epochs"]) / seconds,
-    }
+    return summarize(t, Xs, y, cfg, seconds)

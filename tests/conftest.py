@@ -12,21 +12,51 @@ import numpy as np
 import pytest
 import yaml
 
-from tasks.data import load_digits_frame, schema_from_reference, split_default, to_arrays
+from poisongate import config as configuration
+from poisongate.schema import schema_from_reference, to_arrays
+from poisongate.sources import load_digits_frame, split_default
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def params():
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+def config() -> configuration.Config:
+    """The shipped params.yaml, parsed."""
+    return configuration.load(ROOT / "params.yaml")
+
+
+def set_params(ws, updates: dict) -> configuration.Config:
+    """Change keys of a workspace's params.yaml, section by section (as a user edits the file); the result is
+    parsed, so a test cannot write a value the product would refuse by mistake."""
+    path = ws.root / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for section, values in updates.items():
+        raw[section].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return configuration.load(path)
+
+
+def recipe(base: configuration.Recipe | None = None, **overrides) -> configuration.Recipe:
+    """A training recipe: `base` (default: params.yaml's `train`) with some keys changed, nested sections merged,
+    validated as params.yaml is."""
+    values = (base or configuration.load(ROOT / "params.yaml").train).model_dump()
+    for key, value in overrides.items():
+        values[key] = {**values[key], **value} if isinstance(value, dict) else value
+    return configuration.Recipe.model_validate({k: values[k] for k in configuration.Recipe.model_fields})
+
+
+def workspace_dvc_yaml(root: Path) -> None:
+    """The project's dvc.yaml in a workspace outside the checkout: its code deps point at the checkout."""
+    text = (ROOT / "dvc.yaml").read_text()
+    assert "\n  - code: .\n" in text
+    (root / "dvc.yaml").write_text(text.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
 
 
 @pytest.fixture(scope="session")
-def digits(params):
+def digits(config):
     """The default split as arrays: reference, holdout and the first incoming batch."""
-    reference, holdout, batches = split_default(load_digits_frame(), params["data"]["split"])
-    schema = schema_from_reference(reference, params["data"], "reference")
+    reference, holdout, batches = split_default(load_digits_frame(), config.data.split)
+    schema = schema_from_reference(reference, config.data, "reference")
     return {
         "schema": schema,
         "frames": (reference, holdout, batches),
@@ -47,14 +77,14 @@ def prefect_harness():
 @pytest.fixture
 def make_workspace(tmp_path):
     """A fresh git + DVC workspace with a local directory remote, using the project's params and stages."""
-    from tasks import versioning
-    from tasks.config import Workspace
+    from poisongate.store import versioning
+    from poisongate.workspace import Workspace
 
     def make(name: str = "ws") -> Workspace:
         root = tmp_path / name
         root.mkdir()
-        for f in ("params.yaml", "dvc.yaml"):
-            shutil.copy(ROOT / f, root / f)
+        shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+        workspace_dvc_yaml(root)
         ws = Workspace(root)
         versioning.init(ws, remote=str(tmp_path / f"{name}-remote"))
         return ws

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tasks.attacks import ATTACKS, add_trigger, attack_success_rate, simulate
-from tasks.config import PoisongateError
+from poisongate.attacks import ATTACKS, add_trigger, attack_success_rate, simulate
+from poisongate.errors import PoisongateError
 
 ROW_ATTACKS = sorted(set(ATTACKS) - {"irrelevant_features"})
 
@@ -15,9 +15,9 @@ def expected_count(name, y, rate, options):
 
 @pytest.mark.parametrize("name", ROW_ATTACKS)
 @pytest.mark.parametrize("rate", [0.1, 0.3])
-def test_attack_poisons_exact_share_deterministically_and_leaves_the_rest(digits, params, name, rate):
+def test_attack_poisons_exact_share_deterministically_and_leaves_the_rest(digits, config, name, rate):
     X, y = digits["batch"]
-    options = params["simulate"]["options"].get(name)
+    options = config.simulate.options.get(name)
     Xp, yp, mask = simulate(X, y, name, rate, seed=3, n_classes=10, options=options)
     assert mask.sum() == expected_count(name, y, rate, options or {}) > 0
     assert Xp.dtype == X.dtype and Xp.shape == X.shape
@@ -129,11 +129,11 @@ def test_rate_beyond_what_can_be_poisoned_is_a_clear_error(digits):
         simulate(*digits["batch"], "backdoor", 0.99, 0, 10)
 
 
-def test_simulate_in_ingest_adds_the_irrelevant_columns_to_the_batch(digits, params):
-    from tasks.ingest import poison
+def test_simulate_in_ingest_adds_the_irrelevant_columns_to_the_batch(digits, config):
+    from poisongate.attacks import poison
 
-    reference, _, batches = digits["frames"]
-    sim = {**params["simulate"], "attack": "irrelevant_features", "rate": 0.1}
-    poisoned, mask = poison(batches[0], reference, {**params, "simulate": sim})
+    _, _, batches = digits["frames"]
+    sim = config.replace("simulate", attack="irrelevant_features", rate=0.1).simulate
+    poisoned, mask = poison(batches[0], digits["schema"], sim)
     assert list(poisoned.columns) == list(batches[0].columns) + [f"irrelevant_{i}" for i in range(6)]
     assert poisoned[batches[0].columns].equals(batches[0]) and mask.all()

@@ -10,11 +10,16 @@ import pandas as pd
 import pytest
 
 from bad_inputs import CORPUS, MAX_BYTES
-from tasks import ingest, record
-from tasks.config import PoisongateError, Workspace, set_params
-from tasks.data import write_table
-from tasks.validate import build_suite, validate_frame
-from tasks.data import schema_from_reference
+from conftest import set_params
+from poisongate.data_gate import build_suite, validate_frame
+from poisongate.errors import PoisongateError
+from poisongate.schema import schema_from_reference
+from poisongate.store.record import verdict
+from poisongate.store.registry import champion_id
+from poisongate.tables import write_table
+from poisongate.workspace import Workspace
+from tasks import ingest
+from tasks import reference as reference_stage
 
 WHERE = re.compile(r"row \d+|column '|column|rows|bytes|cannot be read|no such file|unknown format|array")
 
@@ -27,8 +32,8 @@ def ingest_ws(tmp_path_factory, digits):
     return ws
 
 
-def ingest_params(params, source, **data):
-    return {**params, "data": {**params["data"], "source": str(source), "max_bytes": MAX_BYTES, **data}}
+def ingest_params(config, source, **data):
+    return config.replace("data", source=str(source), max_bytes=MAX_BYTES, **data)
 
 
 def assert_one_line(message: str, path) -> None:
@@ -37,32 +42,33 @@ def assert_one_line(message: str, path) -> None:
 
 
 @pytest.mark.parametrize("kind", list(CORPUS))
-def test_every_bad_input_is_refused_with_one_line(kind, ingest_ws, params, digits, tmp_path):
+def test_every_bad_input_is_refused_with_one_line(kind, ingest_ws, config, digits, tmp_path):
     expected, make = CORPUS[kind]
     good = digits["frames"][2][1]
     path = make(good, tmp_path)
     ingest_ws.incoming.unlink(missing_ok=True)
-    run = ingest_params(params, path)
+    run = ingest_params(config, path)
     if expected == "unreadable":
         with pytest.raises(PoisongateError) as err:
-            ingest.ingest(ingest_ws, run)
+            ingest.run(ingest_ws, run)
         assert_one_line(str(err.value), path)
         assert not ingest_ws.incoming.exists()
         return
-    summary = ingest.ingest(ingest_ws, run)
+    summary = ingest.run(ingest_ws, run)
     kept = pd.read_parquet(ingest_ws.incoming)  # what the record stage moves to quarantine
     if expected == "refused":
         assert summary["passed"] is False
         assert_one_line(summary["reason"], path)
-        passed, line = record.verdict({"ingest": summary})
+        passed, line = verdict({"ingest": summary})
         assert not passed and "\n" not in line
     else:  # the data gate's to refuse
         assert summary["passed"] is True
         reference = digits["frames"][0]
-        suite = build_suite(reference, schema_from_reference(reference, params["data"], "ref"), params["validate"])
+        suite = build_suite(reference, schema_from_reference(reference, config.data, "ref"), config.validation,
+                            config.data.min_rows)
         gate = validate_frame(kept, suite)
         assert gate["passed"] is False
-        passed, line = record.verdict({"ingest": summary, "validate": gate})
+        passed, line = verdict({"ingest": summary, "validate": gate})
         assert not passed and "\n" not in line and str(path) in line
     assert len(kept) == summary["rows"] and not ingest_ws.clean.exists()
 
@@ -75,29 +81,29 @@ def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_pinned_source_is_refused_before_parsing_when_it_changed(ingest_ws, params, digits, tmp_path):
+def test_pinned_source_is_refused_before_parsing_when_it_changed(ingest_ws, config, digits, tmp_path):
     good = digits["frames"][2][1]
     path = tmp_path / "batch.csv"
     good.to_csv(path, index=False)
     pin = sha256(path)
-    assert ingest.ingest(ingest_ws, ingest_params(params, path, sha256={"source": pin}))["passed"]
+    assert ingest.run(ingest_ws, ingest_params(config, path, sha256={"source": pin}))["passed"]
 
     tampered = good.copy()
     tampered.loc[tampered.index[0], "label"] = (tampered["label"].iloc[0] + 1) % 10  # one flipped label in transit
     tampered.to_csv(path, index=False)
     ingest_ws.incoming.unlink()
     with pytest.raises(PoisongateError, match=r"batch\.csv: SHA-256 .* does not match .* pinned in params\.yaml"):
-        ingest.ingest(ingest_ws, ingest_params(params, path, sha256={"source": pin}))
+        ingest.run(ingest_ws, ingest_params(config, path, sha256={"source": pin}))
     assert not ingest_ws.incoming.exists()  # refused before anything was parsed or written
 
     (tmp_path / "batch.csv.sha256").write_text(f"{pin}  batch.csv\n")  # sha256sum's format
     with pytest.raises(PoisongateError, match=r"pinned in .*batch\.csv\.sha256"):
-        ingest.ingest(ingest_ws, ingest_params(params, path))
+        ingest.run(ingest_ws, ingest_params(config, path))
     (tmp_path / "batch.csv.sha256").write_text("not-a-hash\n")
     with pytest.raises(PoisongateError, match=r"not a SHA-256"):
-        ingest.ingest(ingest_ws, ingest_params(params, path))
+        ingest.run(ingest_ws, ingest_params(config, path))
     (tmp_path / "batch.csv.sha256").write_text(sha256(path) + "\n")
-    assert ingest.ingest(ingest_ws, ingest_params(params, path))["passed"]
+    assert ingest.run(ingest_ws, ingest_params(config, path))["passed"]
 
 
 def run_cli(ws, prefect_home):
@@ -124,7 +130,7 @@ def test_cli_refuses_bad_batches_and_tampered_sources(make_workspace, digits, tm
         set_params(ws, {"data": {"source": str(path), "max_bytes": MAX_BYTES}})
         rc, lines = run_cli(ws, tmp_path / "prefect")
         assert rc == 1 and len(lines) == 1 and str(path) in lines[0], (kind, lines)
-        assert not ws.clean.exists() and not (ws.registry / "champion.json").exists()
+        assert not ws.clean.exists() and champion_id(ws) is None
         kept = sorted(ws.quarantine_store.glob("*.parquet"))
         if expected != "unreadable":
             assert pd.read_parquet(kept[-1])["id"].tolist() == batches[1]["id"].tolist(), kind  # kept whole
@@ -135,20 +141,20 @@ def test_cli_refuses_bad_batches_and_tampered_sources(make_workspace, digits, tm
     batches[1].to_csv(files / "good.csv", index=False)
     rc, lines = run_cli(ws, tmp_path / "prefect")
     assert rc == 1 and len(lines) == 1 and "reference.csv: SHA-256" in lines[0], lines
-    assert not ws.clean.exists() and not (ws.registry / "champion.json").exists()
+    assert not ws.clean.exists() and champion_id(ws) is None
     runs = [json.loads(p.read_text()) for p in ws.runs.glob("*.json")]
     assert len(runs) == 2  # the two readable batches were recorded; unreadable or tampered files raise before record
 
 
 @pytest.mark.parametrize("kind", ["NaN in a feature", "text in a numeric column", "missing feature column", "label outside the known classes"])
-def test_broken_trusted_files_are_refused_with_one_line(kind, params, digits, tmp_path):
+def test_broken_trusted_files_are_refused_with_one_line(kind, config, digits, tmp_path):
     reference, holdout, _ = digits["frames"]
     good_reference = tmp_path / "reference.csv"
     reference.to_csv(good_reference, index=False)
     broken = CORPUS[kind][1](holdout, tmp_path)
     ws = Workspace(tmp_path / "ws")
-    run = ingest_params(params, "batch.csv", reference=str(good_reference), holdout=str(broken))
+    run = ingest_params(config, "batch.csv", reference=str(good_reference), holdout=str(broken))
     with pytest.raises(PoisongateError) as err:
-        ingest.prepare_reference(ws, run)
+        reference_stage.run(ws, run)
     assert_one_line(str(err.value), broken)
     assert not ws.reference.exists() and not ws.holdout.exists()

@@ -6,18 +6,20 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 
 import pytest
 
-from conftest import ROOT
-from tasks.config import PoisongateError, Workspace, set_params
-from tasks.lock import one_run_per_workspace
+from conftest import ROOT, set_params
+from poisongate import config as configuration
+from poisongate.errors import PoisongateError
+from poisongate.store.lock import workspace_lock
+from poisongate.workspace import Workspace, run_time
 
 HOLDER = """
 import sys, time
-from tasks.config import Workspace
-from tasks.lock import hold
+from poisongate.workspace import Workspace
+from poisongate.store.lock import hold
 lock = hold(Workspace(sys.argv[1]), 10)
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
@@ -38,9 +40,11 @@ def start_holder(ws, seconds: float) -> subprocess.Popen:
     return proc
 
 
-@one_run_per_workspace
 def stamped_run(workspace: str) -> float:
-    return time.monotonic()
+    """A run as the flows take the workspace: the lock, waiting up to data.lock_timeout_s."""
+    ws = Workspace(workspace)
+    with workspace_lock(ws, configuration.load(ws.params).data.lock_timeout_s):
+        return time.monotonic()
 
 
 def test_second_run_waits_for_the_first(ws):
@@ -92,7 +96,7 @@ def test_two_cli_runs_at_once_do_not_interleave(make_workspace, tmp_path):
             for b in (0, 1)]
     codes = [p.wait(timeout=600) for p in runs]
     outputs = [(f.seek(0), f.read())[1] for f in logs]
-    started = sorted(datetime.strptime(p.stem, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc).timestamp()
+    started = sorted(run_time(p.stem).replace(tzinfo=timezone.utc).timestamp()
                      for p in ws.runs.glob("*.json"))  # run ids are the times the runs started
     log = subprocess.run(["git", "log", "--reverse", "--format=%ct %s"], cwd=ws.root, capture_output=True, text=True)
     runs_committed = [line for line in log.stdout.splitlines() if " poisongate run " in line]

@@ -54,6 +54,7 @@ def visible_state(root: Path) -> dict:
             assert (entry / "checkpoint").is_dir()
     pointer = root / "registry" / "champion.json"
     champion = json.loads(pointer.read_text()) if pointer.exists() else None
+    champion = champion if champion and champion["run_id"] else None  # a new workspace points at no champion
     if champion:
         decision = json.loads((root / "registry" / champion["run_id"] / "decision.json").read_text())
         assert decision["passed"], champion  # the champion is always a complete, promoted entry

@@ -4,16 +4,27 @@ import socket
 import numpy as np
 import pytest
 
-from tasks.config import PoisongateError
-from tasks.filter import run_filter
-
-from conftest import blobs
+from conftest import ROOT, blobs
+from poisongate import config as configuration
+from poisongate.errors import PoisongateError
+from poisongate.poisoning_gate import screen
+from tasks.filter import chunk_scorer
 
 # Row-wise detectors (scored in chunks) and whole-batch ones (scored in this process either way); the two
 # that train models are left out: they are whole-batch too, and slow.
 DETECTORS = {"robust_zscore": {}, "iqr_fence": {}, "mahalanobis": {}, "knn_label": {"k": 10}, "periodic_noise": {},
              "batch_shift": {}, "duplicates": {"max_copies": 1}}
-CFG = {"seed": 0, "false_positive_rate": 0.01, "calibration_folds": 5, "chunk_rows": 128, "detectors": DETECTORS}
+SHIPPED = configuration.load(ROOT / "params.yaml")
+CFG = SHIPPED.replace("filter", false_positive_rate=0.01, chunk_rows=128, detectors=DETECTORS).filter
+
+
+def with_filter(**values):
+    return SHIPPED.replace("filter", **{**CFG.model_dump(), **values}).filter
+
+
+def run_filter(X_ref, y_ref, X, y, cfg):
+    """The poisoning gate as the filter stage runs it: chunks scored where filter.dask_address says."""
+    return screen(X_ref, y_ref, X, y, cfg, chunk_scorer(cfg))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +63,7 @@ def test_dask_cluster_scores_exactly_like_one_process(cluster, prefect_harness):
         ref = (X_ref, y_ref) if trusted else (X_ref[:0], y_ref[:0])
         local = run_filter(*ref, X, y, CFG)
         before = scored_chunks(client)
-        remote = run_filter(*ref, X, y, {**CFG, "dask_address": address})
+        remote = run_filter(*ref, X, y, with_filter(dask_address=address))
         assert scored_chunks(client) - before == 4  # one task per chunk ran on the cluster
         # the same chunks through the same compiled code: bitwise identical, not merely close
         assert list(remote.scores) == list(local.scores) == list(DETECTORS)
@@ -70,7 +81,7 @@ def test_unreachable_dask_address_is_one_line_naming_the_param():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     X_ref, y_ref, X, y = poisoned_batch()
-    cfg = {**CFG, "detectors": {"robust_zscore": {}}, "dask_address": f"tcp://127.0.0.1:{port}"}
+    cfg = with_filter(detectors={"robust_zscore": {}}, dask_address=f"tcp://127.0.0.1:{port}")
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(PoisongateError, match=r"filter\.dask_address: no Dask scheduler answers") as e:
             run_filter(X_ref, y_ref, X, y, cfg)

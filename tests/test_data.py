@@ -2,35 +2,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.config import PoisongateError
-from tasks.data import load_digits_frame, read_table, schema_from_reference, split_default, to_arrays
+from poisongate.errors import PoisongateError
+from poisongate.schema import schema_from_reference, to_arrays
+from poisongate.sources import load_digits_frame, split_default
+from poisongate.tables import read_table
 
 
-def test_default_split_is_deterministic_disjoint_and_sized(params):
+def test_default_split_is_deterministic_disjoint_and_sized(config):
     frame = load_digits_frame()
     assert frame.shape == (1797, 66)
-    ref, hold, batches = split_default(frame, params["data"]["split"])
-    ref2, hold2, batches2 = split_default(frame, params["data"]["split"])
+    ref, hold, batches = split_default(frame, config.data.split)
+    ref2, hold2, batches2 = split_default(frame, config.data.split)
     assert ref.equals(ref2) and hold.equals(hold2) and all(a.equals(b) for a, b in zip(batches, batches2))
     ids = [set(ref.id), set(hold.id), *(set(b.id) for b in batches)]
     assert sum(map(len, ids)) == 1797 and len(set().union(*ids)) == 1797  # a partition of the rows
-    assert abs(len(ref) / 1797 - params["data"]["split"]["reference_fraction"]) < 0.01
-    assert abs(len(hold) / 1797 - params["data"]["split"]["holdout_fraction"]) < 0.01
-    assert len(batches) == params["data"]["split"]["batches"]
+    assert abs(len(ref) / 1797 - config.data.split.reference_fraction) < 0.01
+    assert abs(len(hold) / 1797 - config.data.split.holdout_fraction) < 0.01
+    assert len(batches) == config.data.split.batches
     assert set(hold.label) == set(range(10))
 
 
-def test_schema_uses_all_numeric_columns_and_maps_labels(params):
+def test_schema_uses_all_numeric_columns_and_maps_labels(config):
     frame = pd.DataFrame({"id": [1, 2, 3], "label": ["cat", "dog", "cat"], "a": [0.1, 0.2, 0.3], "b": [1, 2, 3], "note": list("xyz")})
-    schema = schema_from_reference(frame, params["data"], "ref.csv")
+    schema = schema_from_reference(frame, config.data, "ref.csv")
     assert schema.features == ("a", "b") and schema.classes == ("cat", "dog") and schema.id == "id"
     X, y = to_arrays(pd.DataFrame({"label": ["dog", "bird"], "a": [1.0, 2.0], "b": [3, 4]}), schema)
     assert X.dtype == np.float32 and y.tolist() == [1, -1]  # unknown class -> -1
 
 
-def test_missing_label_column_names_file_column_and_fix(params):
+def test_missing_label_column_names_file_column_and_fix(config):
     with pytest.raises(PoisongateError, match=r"ref\.csv: no label column 'label'; set data.label_column"):
-        schema_from_reference(pd.DataFrame({"x": [1.0, 2.0]}), params["data"], "ref.csv")
+        schema_from_reference(pd.DataFrame({"x": [1.0, 2.0]}), config.data, "ref.csv")
 
 
 @pytest.mark.parametrize("name,content", [("bad.parquet", b"not parquet at all"), ("empty.csv", b""), ("x.json", b"{}")])

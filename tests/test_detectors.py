@@ -1,12 +1,20 @@
 import numpy as np
 import pytest
 
-from tasks import detectors
-from tasks.config import PoisongateError
-from tasks.data import to_arrays
-from tasks.filter import calibrate
+from poisongate.detectors import base
+from poisongate.detectors import registry as detectors
+from poisongate.detectors.confident_learning import label_margin
+from poisongate.errors import PoisongateError
+from poisongate.poisoning_gate import calibrate, screen
+from poisongate.schema import to_arrays
 
 from conftest import blobs
+
+
+def calibrated(name, options, X, y, fpr, folds=5, seed=0):
+    """The detector fit on trusted rows, and its threshold at `fpr`."""
+    detector = detectors.make(name, options)
+    return detector, calibrate(detector, X, y, fpr, folds, seed)
 
 
 def test_registry_holds_the_detectors_and_rejects_unknown_names():
@@ -20,7 +28,7 @@ def test_robust_zscore_catches_extreme_values():
     X, y = blobs()
     batch, labels = blobs(seed=1)
     batch[:20, 3] = 1e3
-    det, threshold = calibrate("robust_zscore", {}, X, y, fpr=0.01, folds=5, seed=0)
+    det, threshold = calibrated("robust_zscore", {}, X, y, fpr=0.01, folds=5, seed=0)
     flagged = det.score(batch, labels) > threshold
     assert flagged[:20].all()
     assert flagged[20:].mean() <= 0.05
@@ -31,7 +39,7 @@ def test_knn_label_catches_flipped_labels():
     batch, labels = blobs(seed=1)
     flipped = labels.copy()
     flipped[:30] = (flipped[:30] + 1) % 3
-    det, threshold = calibrate("knn_label", {"k": 10}, X, y, fpr=0.01, folds=5, seed=0)
+    det, threshold = calibrated("knn_label", {"k": 10}, X, y, fpr=0.01, folds=5, seed=0)
     flagged = det.score(batch, flipped) > threshold
     assert flagged[:30].all()
     assert flagged[30:].mean() <= 0.02
@@ -41,7 +49,7 @@ def test_scores_do_not_depend_on_chunking(monkeypatch):
     X, y = blobs()
     det = detectors.make("knn_label", {"k": 5}).fit(X, y)
     whole = det.score(X, y)
-    monkeypatch.setattr(detectors, "CHUNK_ROWS", 64)  # 600 rows -> 10 chunks, the last one padded
+    monkeypatch.setattr(base, "CHUNK_ROWS", 64)  # 600 rows -> 10 chunks, the last one padded
     assert np.allclose(det.score(X, y), whole)
 
 
@@ -52,28 +60,26 @@ ROW_DETECTORS = ["robust_zscore", "knn_label", "iqr_fence", "mahalanobis", "peri
 
 
 @pytest.mark.parametrize("name", ROW_DETECTORS)
-def test_calibrated_detectors_keep_false_positives_near_the_target_on_clean_digits(digits, params, name):
+def test_calibrated_detectors_keep_false_positives_near_the_target_on_clean_digits(digits, config, name):
     (X_ref, y_ref), (X, y) = digits["reference"], digits["batch"]
-    options = params["filter"]["detectors"][name]
-    fpr = options.get("false_positive_rate", params["filter"]["false_positive_rate"])
-    det, threshold = calibrate(name, options, X_ref, y_ref, fpr=fpr, folds=5, seed=0)
+    options = config.filter.detectors[name]
+    fpr = options.false_positive_rate or config.filter.false_positive_rate
+    det, threshold = calibrated(name, options, X_ref, y_ref, fpr=fpr, folds=5, seed=0)
     # a few hundred trusted rows pin a 1% quantile only roughly: allow about one rate's worth of slack
     assert (det.score(X, y) > threshold).mean() <= max(2 * fpr, 0.015)
 
 
 @pytest.mark.parametrize("name", ["batch_shift", "batch_pattern"])
-def test_batch_detectors_pass_both_clean_digit_batches(digits, params, name):
+def test_batch_detectors_pass_both_clean_digit_batches(digits, config, name):
     X_ref, y_ref = digits["reference"]
-    det, threshold = calibrate(name, params["filter"]["detectors"][name], X_ref, y_ref, fpr=0.002, folds=5, seed=0)
+    det, threshold = calibrated(name, config.filter.detectors[name], X_ref, y_ref, fpr=0.002, folds=5, seed=0)
     for batch in digits["frames"][2]:
         X, y = to_arrays(batch, digits["schema"])
         assert not (det.score(X, y) > threshold).any()
 
 
-
-
 def calibrated_flags(name, options, X, y, batch, labels, fpr=0.01):
-    det, threshold = calibrate(name, options, X, y, fpr=fpr, folds=5, seed=0)
+    det, threshold = calibrated(name, options, X, y, fpr=fpr, folds=5, seed=0)
     return det.score(batch, labels) > threshold
 
 
@@ -104,14 +110,12 @@ def test_mahalanobis_catches_rows_that_break_the_feature_correlation():
     assert zscore[:20].mean() < 0.5  # what the per-feature detector misses
 
 
-def test_without_trusted_rows_mahalanobis_falls_back_to_a_robust_fit_on_the_batch():
-    from tasks.filter import run_filter
-
+def test_without_trusted_rows_mahalanobis_falls_back_to_a_robust_fit_on_the_batch(config):
     batch, labels = correlated(600, 1)
     batch[:120, 0] = np.where(batch[:120, 0] < 0, -2.0, 2.0)
     batch[:120, 1] = -batch[:120, 0]  # 20% bad rows would drag a plain covariance towards them
-    cfg = {"false_positive_rate": 0.01, "calibration_folds": 5, "seed": 0, "detectors": {"mahalanobis": {}}}
-    result = run_filter(batch[:0], labels[:0], batch, labels, cfg)
+    cfg = config.replace("filter", false_positive_rate=0.01, detectors={"mahalanobis": {}}).filter
+    result = screen(batch[:0], labels[:0], batch, labels, cfg)
     flagged = result.flags["mahalanobis"]
     assert flagged[:120].mean() >= 0.95 and flagged[120:].mean() <= 0.03
 
@@ -165,7 +169,7 @@ def test_near_duplicate_search_sees_copies_across_slice_borders(monkeypatch):
     trusted = rng.normal(size=(1000, 16)).astype(np.float32)
     det = detectors.make("duplicates", {}).fit(trusted, np.zeros(1000, np.int32))
     whole = det.score(X, np.zeros(5000, np.int32))
-    monkeypatch.setattr(detectors, "CHUNK_ROWS", 16)  # slices of 256 rows instead of one
+    monkeypatch.setattr(base, "CHUNK_ROWS", 16)  # slices of 256 rows instead of one
     assert np.array_equal(det.score(X, np.zeros(5000, np.int32)), whole)
     assert whole[4000:4010].tolist() == list(range(1, 11)) and whole[:4000].sum() == 0
 
@@ -186,7 +190,7 @@ def test_label_margin_follows_confident_learning_per_class_thresholds():
     y = np.array([0, 0, 1, 0])
     # t = (mean p0 over rows labelled 0, mean p1 over rows labelled 1) = (0.65, 0.7)
     expected = [0.1 / 0.7 - 0.9 / 0.65, 0.4 / 0.7 - 0.6 / 0.65, 0.3 / 0.65 - 0.7 / 0.7, 0.55 / 0.7 - 0.45 / 0.65]
-    assert np.allclose(detectors.label_margin(proba, y), expected, atol=1e-6)
+    assert np.allclose(label_margin(proba, y), expected, atol=1e-6)
 
 
 @TRAINED

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from flows.retrain import retrain
-from tasks import versioning
-from tasks.config import set_params
+from poisongate.store import versioning
+from conftest import set_params
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,8 @@ def latest_report(ws):
 
 
 def champion(ws):
-    pointer = ws.registry / "champion.json"
-    return json.loads(pointer.read_text()) if pointer.exists() else None
+    pointer = json.loads((ws.registry / "champion.json").read_text())
+    return pointer if pointer["run_id"] else None
 
 
 def assert_everything_versioned_and_pushed(ws):
@@ -33,6 +33,7 @@ def assert_everything_versioned_and_pushed(ws):
 
 def test_clean_batch_promoted_then_flipped_batch_filtered_and_no_worse_model_promoted(make_workspace, prefect_harness):
     ws = make_workspace()
+    params = (ws.root / "params.yaml").read_bytes()
     first = retrain(workspace=str(ws.root))
     assert first["passed"] and first["verdict"] == "candidate promoted to champion"
     report = latest_report(ws)
@@ -52,6 +53,8 @@ def test_clean_batch_promoted_then_flipped_batch_filtered_and_no_worse_model_pro
 
     state = retrain(workspace=str(ws.root), attack="label_flip", rate=0.3, return_state=True)
     report = latest_report(ws)
+    assert (ws.root / "params.yaml").read_bytes() == params  # run options go to the report, not the user's file
+    assert report["run_options"] == {"simulate": {"attack": "label_flip", "rate": 0.3}}
     detection = report["detection"]
     assert detection["poisoned"] == round(0.3 * report["stages"]["ingest"]["rows"])
     assert detection["recall"] >= 0.8, detection  # most flipped rows quarantined
@@ -104,7 +107,7 @@ def test_user_csv_batch_refused_by_the_data_gate_is_quarantined_whole(make_works
 def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path):
     """`poisongate run` as a user runs it: a refused model is exit status 1 and one line on stderr."""
     ws = make_workspace()
-    set_params(ws, {"promote": {"min_accuracy": 1.01}})  # no model can clear this floor
+    set_params(ws, {"promote": {"min_accuracy": 1.0, "min_class_recall": 1.0}})  # no model clears these floors
     env_home = tmp_path / "prefect-home"
     proc = subprocess.run(
         ["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,
@@ -114,3 +117,33 @@ def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path)
     ours = [line for line in proc.stderr.splitlines() if line.startswith("poisongate:")]
     assert len(ours) == 1 and ours[0].startswith("poisongate: model refused: holdout accuracy >= floor failed")
     assert champion(ws) is None
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("train.epochs", "1e9", "valid integer"),
+    ("crossval.folds", 1, "greater than or equal to 2"),
+    ("filter.false_positive_rate", 2, "less than 1"),
+    ("train.batch_size", 0, "greater than or equal to 1"),
+    ("validate.range_mostly", 5, "less than or equal to 1"),
+])
+def test_cli_refuses_a_bad_params_value_with_one_line_and_exit_2_before_any_run(make_workspace, key, value, allowed):
+    ws = make_workspace()
+    section, name = key.split(".")
+    raw = yaml.safe_load((ws.root / "params.yaml").read_text())
+    raw[section][name] = value
+    (ws.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"poisongate: {ws.root / 'params.yaml'}: {key} = {value!r}: ")
+    assert allowed in lines[0]
+    assert not ws.runs.exists() and not ws.path("data").exists()  # no stage ran, no run recorded
+
+
+def test_unknown_params_key_is_refused_naming_it(make_workspace):
+    ws = make_workspace()
+    raw = yaml.safe_load((ws.root / "params.yaml").read_text())
+    raw["train"]["epoch"] = 3  # a typo of epochs: silently ignored, it would train 40 epochs
+    (ws.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "train.epoch = 3: Extra inputs are not permitted" in proc.stderr

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from flows.retrain import retrain
-from tasks.config import set_params
+from conftest import set_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

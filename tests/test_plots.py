@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tasks import plots
-from tasks.filter import histogram
+from poisongate.reports import plots
+from poisongate.poisoning_gate import histogram
 
 
 def saved_png(fig, tmp_path, name):

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.promote import decide, largest_fold_gap
+from poisongate.promotion import decide, largest_fold_gap
 
 
 def metrics(accuracy, recalls):
@@ -11,8 +11,8 @@ CV = {"spread": 0.03, "fold_accuracy": [0.95, 0.96, 0.97, 0.98, 0.97]}
 
 
 @pytest.fixture
-def cfg(params):
-    return params["promote"]
+def cfg(config):
+    return config.promote
 
 
 def failing(decision):
@@ -59,11 +59,11 @@ def test_one_class_dropping_is_refused_though_overall_accuracy_rose(cfg):
     assert not decision["passed"]
     assert failing(decision) == ["largest class recall drop vs champion <= bound (class 2)"]
     drop = next(c for c in decision["checks"] if c["check"].startswith("largest class"))
-    assert drop["value"] == pytest.approx(0.19) and drop["threshold"] == cfg["max_class_recall_drop"]
+    assert drop["value"] == pytest.approx(0.19) and drop["threshold"] == cfg.max_class_recall_drop
 
 
 def test_class_drop_within_eps_is_promoted(cfg):
-    eps = cfg["max_class_recall_drop"]
+    eps = cfg.max_class_recall_drop
     assert decide(metrics(0.97, [1.0, 1.0, 0.99 - eps]), metrics(0.95, [0.93, 0.93, 0.99]), CV, cfg)["passed"]
 
 

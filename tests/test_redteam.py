@@ -5,8 +5,10 @@ import shutil
 import pytest
 import yaml
 
-from tasks import redteam as rt
-from tasks.config import PoisongateError, Workspace
+from poisongate import config as configuration
+from poisongate import redteam as rt
+from poisongate.errors import ConfigError
+from poisongate.workspace import Workspace
 
 from conftest import ROOT
 
@@ -18,10 +20,10 @@ def workspace(tmp_path):
     return Workspace(tmp_path)
 
 
-def fast(params):
+def fast(config):
     """10 epochs and the two cheapest detectors: these tests check the matrix, tests/test_detectors.py the gates."""
-    cheap = {name: params["filter"]["detectors"][name] for name in ("robust_zscore", "knn_label")}
-    return {**params, "redteam": {**params["redteam"], "epochs": 10}, "filter": {**params["filter"], "detectors": cheap}}
+    cheap = {name: config.filter.detectors[name].model_dump() for name in ("robust_zscore", "knn_label")}
+    return config.replace("redteam", epochs=10).replace("filter", detectors=cheap)
 
 
 def test_small_matrix_through_the_flow_writes_json_markdown_heatmap_and_artifact(workspace, prefect_harness):
@@ -29,8 +31,8 @@ def test_small_matrix_through_the_flow_writes_json_markdown_heatmap_and_artifact
 
     from flows.redteam import redteam
 
-    params = yaml.safe_load((workspace.root / "params.yaml").read_text())
-    (workspace.root / "params.yaml").write_text(yaml.safe_dump(fast(params)))
+    config = configuration.load(workspace.params)
+    workspace.params.write_text(yaml.safe_dump(fast(config).model_dump(by_alias=True), sort_keys=False))
     result = redteam(workspace=str(workspace.root), attacks=["label_flip", "backdoor"], rates=[0.2], seeds=[0])
 
     cells = {c["attack"]: c for c in result["cells"]}
@@ -54,11 +56,11 @@ def test_small_matrix_through_the_flow_writes_json_markdown_heatmap_and_artifact
     assert artifact is not None and "backdoor" in artifact.data
 
 
-def test_irrelevant_features_batch_is_refused_whole_by_the_data_gate(workspace, params):
-    params = fast(params)
-    data = rt.load_data(workspace, params)
-    base = rt.baseline(data, params, seed=0)
-    cell = rt.run_cell(data, params, "irrelevant_features", 0.1, 0, base)
+def test_irrelevant_features_batch_is_refused_whole_by_the_data_gate(workspace, config):
+    config = fast(config)
+    data = rt.load_data(workspace, config)
+    base = rt.baseline(data, config, seed=0)
+    cell = rt.run_cell(data, config, "irrelevant_features", 0.1, 0, base)
     assert "expect_table_columns_to_match_set" in cell["batch_refused"]
     assert cell["quarantined"] == cell["poisoned_rows"] == cell["batch_rows"]
     assert cell["precision"] == cell["recall"] == 1.0 and cell["promoted"] is False
@@ -66,12 +68,12 @@ def test_irrelevant_features_batch_is_refused_whole_by_the_data_gate(workspace, 
     assert 0.5 < cell["accuracy_without_gates"] <= 1.0  # the model saw the extra columns and still ran
 
 
-def test_user_csv_files_feed_the_matrix(workspace, params, digits, tmp_path):
+def test_user_csv_files_feed_the_matrix(workspace, config, digits, tmp_path):
     reference, holdout, batches = digits["frames"]
     for name, frame in (("reference", reference), ("holdout", holdout), ("source", batches[1])):
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
-    data = {**params["data"], **{k: str(tmp_path / f"{k}.csv") for k in ("source", "reference", "holdout")}}
-    loaded = rt.load_data(workspace, {**params, "data": data})
+    files = {k: str(tmp_path / f"{k}.csv") for k in ("source", "reference", "holdout")}
+    loaded = rt.load_data(workspace, config.replace("data", **files))
     assert loaded.batch["id"].tolist() == batches[1]["id"].tolist()
     assert len(loaded.reference) == len(reference) and loaded.schema.features == digits["schema"].features
     assert loaded.suite["expectations"][0]["type"] == "expect_table_columns_to_match_set"
@@ -83,8 +85,8 @@ def row(**kw):
     return {**base, **kw}
 
 
-def test_targets_say_met_or_missed_and_why(params):
-    targets = params["redteam"]["targets"]
+def test_targets_say_met_or_missed_and_why(config):
+    targets = config.redteam.targets
     assert rt.check_targets(row(), targets) == ("met", "")
     verdict, why = rt.check_targets(row(accuracy_with_gates=0.90, recall=0.4), targets)
     assert verdict == "missed" and "6.0 points below clean (bound 2)" in why and "recall 0.40" in why
@@ -94,9 +96,9 @@ def test_targets_say_met_or_missed_and_why(params):
     assert verdict == "missed" and "ASR with gates 0.30" in why
 
 
-def test_attack_names_leave_the_backdoor_out_only_for_non_image_rows(params):
-    cfg = {**params["redteam"], "attacks": "all"}
+def test_attack_names_leave_the_backdoor_out_only_for_non_image_rows(config):
+    cfg = config.redteam.model_copy(update={"attacks": "all"})
     assert "backdoor" in rt.attack_names(cfg, 64) and "backdoor" not in rt.attack_names(cfg, 10)
     assert len(rt.attack_names(cfg, 64)) == 10
-    with pytest.raises(PoisongateError, match="redteam.attacks names unknown attack 'nope'"):
-        rt.attack_names({**cfg, "attacks": ["label_flip", "nope"]}, 64)
+    with pytest.raises(ConfigError, match=r"redteam\.attacks = \['label_flip', 'nope'\]: unknown attack 'nope'"):
+        config.replace("redteam", attacks=["label_flip", "nope"])

@@ -5,10 +5,10 @@ import subprocess
 import pytest
 import yaml
 
-from tasks import versioning
-from tasks.config import PoisongateError
-from tasks.config import Workspace
-from tasks.rollback import champion_of, choose_target
+from poisongate.store import versioning
+from poisongate.errors import PoisongateError
+from poisongate.workspace import Workspace
+from poisongate.store.rollback import champion_of, choose_target
 
 
 def row(run_id, promoted, revoked=False):
@@ -78,8 +78,8 @@ def champion(ws):
 def test_poison_accepted_by_a_loose_gate_is_rolled_back_and_retraining_reproduces_the_clean_model(make_workspace, prefect_harness, tmp_path):
     from flows.retrain import retrain
     from flows.rollback import rollback
-    from tasks.config import set_params
-    from tasks.history import history
+    from conftest import set_params
+    from poisongate.store.history import history
 
     ws = make_workspace()
     assert retrain(workspace=str(ws.root))["passed"]

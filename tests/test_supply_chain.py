@@ -5,7 +5,7 @@ import tomllib
 
 from conftest import ROOT
 
-CODE = [p for d in ("tasks", "flows", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+CODE = [p for d in ("poisongate", "tasks", "flows", "benchmarks") for p in (ROOT / d).rglob("*.py")]
 
 
 def test_every_uv_command_in_ci_and_readme_is_locked():
@@ -36,4 +36,4 @@ def test_models_are_saved_and_loaded_only_through_orbax():
     for path in model_io:
         text = path.read_text()
         assert not re.search(r"np\.save|\.npy\b|msgpack|flax\.serialization", text), path
-    assert "orbax.checkpoint" in (ROOT / "tasks" / "model.py").read_text()
+    assert "orbax.checkpoint" in (ROOT / "poisongate" / "learning" / "models.py").read_text()

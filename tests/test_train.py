@@ -4,19 +4,20 @@ import jax
 import numpy as np
 import pytest
 
-from tasks import model as models
-from tasks.config import PoisongateError, Workspace
-from tasks.crossval import cross_validate, fold_of_rows
-from tasks.data import write_table
-from tasks.stages import run_stage
-from tasks.train import NonFiniteTraining, accuracy, fit, loss_spikes, predict_proba, train, train_model
+from poisongate.learning import models
+from poisongate.errors import PoisongateError
+from poisongate.workspace import Workspace
+from poisongate.learning.crossval import cross_validate, fold_of_rows
+from poisongate.learning.training import NonFiniteTraining, accuracy, fit, loss_spikes, predict_proba, train_model
+from poisongate.tables import write_table
+from tasks import run_stage
 
 
 @pytest.fixture(scope="module")
-def trained(digits, params):
+def trained(digits, config):
     X, y = digits["reference"]
-    spec = models.model_spec(params["train"], X, digits["schema"].classes)
-    graphdef, weights, opt_state, losses, grad_norms = fit(models.scale(X, spec), y, spec, params["train"])
+    spec = models.model_spec(config.train, X, digits["schema"].classes)
+    graphdef, weights, opt_state, losses, grad_norms = fit(models.scale(X, spec), y, spec, config.train)
     return spec, graphdef, weights, opt_state, losses, grad_norms
 
 
@@ -28,10 +29,10 @@ def test_training_learns_digits(trained, digits):
     assert accuracy(graphdef, weights, models.scale(X, spec), y) >= 0.9
 
 
-def test_training_is_deterministic_for_a_seed(trained, digits, params):
+def test_training_is_deterministic_for_a_seed(trained, digits, config):
     spec, _, weights, *_ = trained
     X, y = digits["reference"]
-    _, again, *_ = fit(models.scale(X, spec), y, spec, params["train"])
+    _, again, *_ = fit(models.scale(X, spec), y, spec, config.train)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(weights), jax.tree.leaves(again)))
 
 
@@ -47,16 +48,16 @@ def test_orbax_checkpoint_round_trip(trained, tmp_path, digits):
     assert np.array_equal(np.asarray(predict_proba(graphdef, weights, Xs)), np.asarray(predict_proba(graphdef2, weights2, Xs)))
 
 
-def test_zero_weight_rows_do_not_train(digits, params):
+def test_zero_weight_rows_do_not_train(digits, config):
     """Fold masks rely on this: a row with weight 0 must not move the parameters."""
     X, y = digits["reference"]
-    spec = models.model_spec(params["train"], X, digits["schema"].classes)
-    cfg = {**params["train"], "epochs": 2}
+    spec = models.model_spec(config.train, X, digits["schema"].classes)
+    cfg = config.train.model_copy(update={"epochs": 2})
     Xs = models.scale(X, spec)
     W = np.ones((2, len(X)), np.float32)
     W[1, :] = 0.0
     _, weights, *_ = fit(Xs, y, spec, cfg, W)
-    initial = models.build(spec, cfg["seed"] + 1)
+    initial = models.build(spec, cfg.seed + 1)
     from flax import nnx
 
     untouched = jax.tree.leaves(nnx.split(initial)[1])
@@ -64,23 +65,23 @@ def test_zero_weight_rows_do_not_train(digits, params):
     assert all(np.allclose(a, b) for a, b in zip(untouched, trained_fold1))
 
 
-def test_cross_validation_folds_partition_rows_and_score(digits, params):
+def test_cross_validation_folds_partition_rows_and_score(digits, config):
     X, y = digits["reference"]
     fold = fold_of_rows(len(X), 5, 0)
     assert sorted(np.bincount(fold).tolist()) == [108] * 5
-    spec = models.model_spec(params["train"], X, digits["schema"].classes)
-    fold_accuracy, oof = cross_validate(X, y, spec, params["train"], 5)
+    spec = models.model_spec(config.train, X, digits["schema"].classes)
+    fold_accuracy, oof = cross_validate(X, y, spec, config.train, 5)
     assert len(fold_accuracy) == 5 and min(fold_accuracy) >= 0.85
     assert oof.shape == (len(X), 10) and np.allclose(oof.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_oof_rows_are_exactly_the_held_out_fold_predictions(digits, params):
+def test_oof_rows_are_exactly_the_held_out_fold_predictions(digits, config):
     """Row r's out-of-fold probabilities come from the one model that did not train on r."""
     X, y = digits["reference"]
-    cfg = {**params["train"], "epochs": 5}
+    cfg = config.train.model_copy(update={"epochs": 5})
     spec = models.model_spec(cfg, X, digits["schema"].classes)
     _, oof = cross_validate(X, y, spec, cfg, 5)
-    fold = fold_of_rows(len(X), 5, cfg["seed"])
+    fold = fold_of_rows(len(X), 5, cfg.seed)
     W = (fold[None, :] != np.arange(5)[:, None]).astype(np.float32)
     Xs = models.scale(X, spec)
     graphdef, fold_params, *_ = fit(Xs, y, spec, cfg, W)
@@ -89,34 +90,34 @@ def test_oof_rows_are_exactly_the_held_out_fold_predictions(digits, params):
     assert not np.allclose(oof, proba[(fold + 1) % 5, np.arange(len(X))], atol=1e-3)
 
 
-def test_every_model_embeds_its_penultimate_layer(digits, params):
+def test_every_model_embeds_its_penultimate_layer(digits, config):
     X, _ = digits["reference"]
-    for name, width in (("mlp", params["train"]["hidden"][-1]), ("cnn", params["train"]["hidden"][-1])):
-        spec = models.model_spec({**params["train"], "model": name}, X, digits["schema"].classes)
+    for name, width in (("mlp", config.train.hidden[-1]), ("cnn", config.train.hidden[-1])):
+        spec = models.model_spec(config.train.model_copy(update={"model": name}), X, digits["schema"].classes)
         model = models.build(spec)
         x = models.scale(X[:7], spec)
         assert model.embed(x).shape == (7, width)
         assert np.allclose(model(x), model.out(model.embed(x)))
 
 
-def test_cnn_needs_square_image_features(params):
+def test_cnn_needs_square_image_features(config):
     with pytest.raises(PoisongateError, match="train.model cnn needs a square image"):
-        models.model_spec({**params["train"], "model": "cnn"}, np.zeros((4, 10), np.float32), (0, 1))
+        models.model_spec(config.train.model_copy(update={"model": "cnn"}), np.zeros((4, 10), np.float32), (0, 1))
 
 
 @pytest.mark.slow
-def test_cnn_learns_digits(digits, params):
+def test_cnn_learns_digits(digits, config):
     X, y = digits["reference"]
-    cfg = {**params["train"], "model": "cnn", "epochs": 20}
+    cfg = config.train.model_copy(update={"model": "cnn", "epochs": 20})
     spec = models.model_spec(cfg, X, digits["schema"].classes)
     graphdef, weights, *_ = fit(models.scale(X, spec), y, spec, cfg)
     Xh, yh = digits["holdout"]
     assert accuracy(graphdef, weights, models.scale(Xh, spec), yh) >= 0.9
 
 
-def test_nonfinite_loss_aborts_training(digits, params):
+def test_nonfinite_loss_aborts_training(digits, config):
     X, y = digits["reference"]
-    cfg = {**params["train"], "epochs": 3}
+    cfg = config.train.model_copy(update={"epochs": 3})
     spec = models.model_spec(cfg, X, digits["schema"].classes)
     Xs = models.scale(X, spec)
     Xs[17, 3] = np.inf
@@ -134,16 +135,16 @@ def test_loss_spikes_are_flagged_against_the_running_window():
     assert [s["step"] for s in spikes] == [200] and spikes[0]["loss"] == pytest.approx(3.0) and spikes[0]["zscore"] > 6
 
 
-def train_workspace(tmp_path, digits, params, **train_cfg):
+def train_workspace(tmp_path, digits, config, **train_cfg):
     reference, _, batches = digits["frames"]
     ws = Workspace(tmp_path)
     write_table(reference, ws.reference)
     write_table(batches[0], ws.clean)
-    return ws, {**params, "train": {**params["train"], "epochs": 4, **train_cfg}}
+    return ws, config.replace("train", epochs=4, **train_cfg)
 
 
-def test_train_stage_reports_monitors_and_writes_dvc_plots(tmp_path, digits, params):
-    ws, p = train_workspace(tmp_path, digits, params)
+def test_train_stage_reports_monitors_and_writes_dvc_plots(tmp_path, digits, config):
+    ws, p = train_workspace(tmp_path, digits, config)
     summary = run_stage(ws, "train", p)
     report = json.loads(ws.report("train").read_text())
     assert report["nonfinite"] is False and isinstance(report["loss_spikes"], list) and report["dp_epsilon"] is None
@@ -155,14 +156,14 @@ def test_train_stage_reports_monitors_and_writes_dvc_plots(tmp_path, digits, par
 
 
 @pytest.mark.slow
-def test_train_stage_with_dp_sgd_reports_its_privacy(tmp_path, digits, params):
-    ws, p = train_workspace(tmp_path, digits, params, dp_sgd={**params["train"]["dp_sgd"], "enabled": True})
-    summary = train(ws, p)
-    assert 0 < summary["dp_epsilon"] < np.inf and summary["dp_delta"] == p["train"]["dp_sgd"]["delta"]
+def test_train_stage_with_dp_sgd_reports_its_privacy(tmp_path, digits, config):
+    ws, p = train_workspace(tmp_path, digits, config, dp_sgd={**config.train.dp_sgd.model_dump(), "enabled": True})
+    summary = run_stage(ws, "train", p)
+    assert 0 < summary["dp_epsilon"] < np.inf and summary["dp_delta"] == p.train.dp_sgd.delta
 
 
-def test_train_stage_aborts_on_nan_and_saves_no_candidate(tmp_path, digits, params):
-    ws, p = train_workspace(tmp_path, digits, params, learning_rate=1e30)
+def test_train_stage_aborts_on_nan_and_saves_no_candidate(tmp_path, digits, config):
+    ws, p = train_workspace(tmp_path, digits, config, learning_rate=1e30)
     with pytest.raises(NonFiniteTraining):
         run_stage(ws, "train", p)
     assert json.loads(ws.report("train").read_text())["nonfinite"] is True

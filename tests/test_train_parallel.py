@@ -11,20 +11,20 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, blobs
-from tasks import model as models
-from tasks.train import fit
+from conftest import ROOT, blobs, recipe
+from poisongate.learning import models
+from poisongate.learning.training import fit
 
-CFG = {"seed": 0, "model": "mlp", "hidden": [16], "epochs": 3, "batch_size": 32, "learning_rate": 0.01,
-       "weight_decay": 1e-4, "trim_fraction": 0.1}
+CFG = recipe(hidden=[16], epochs=3, batch_size=32, learning_rate=0.01, weight_decay=1e-4, trim_fraction=0.1)
 
 TRAIN_ON_8 = """
 import json, sys
 import jax, numpy as np
-from tasks import model as models
-from tasks.train import data_sharding, fit
+from poisongate.config import Recipe
+from poisongate.learning import models
+from poisongate.learning.training import data_sharding, fit
 data = np.load(sys.argv[1], allow_pickle=False)
-cfg = json.loads(sys.argv[2])
+cfg = Recipe.model_validate_json(sys.argv[2])
 spec = models.model_spec(cfg, data["X"], (0, 1, 2))
 single = fit(data["X"], data["y"], spec, cfg)[1]
 folds = fit(data["X"], data["y"], spec, cfg, data["W"])[1]
@@ -40,7 +40,7 @@ def test_eight_devices_match_one(tmp_path):
     W = np.stack([np.arange(len(X)) % 3 != k for k in range(3)]).astype(np.float32)
     np.savez(tmp_path / "data.npz", X=X, y=y, W=W)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", TRAIN_ON_8, str(tmp_path / "data.npz"), json.dumps(CFG),
+    proc = subprocess.run([sys.executable, "-c", TRAIN_ON_8, str(tmp_path / "data.npz"), CFG.model_dump_json(),
                            str(tmp_path / "out.npz")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"devices": 8, "mesh": 8}

@@ -1,6 +1,5 @@
 """A training run killed (SIGKILL) mid-way resumes from its last Orbax checkpoint and, with the same seeds,
 ends with the same parameters as an uninterrupted run."""
-import json
 import os
 import signal
 import subprocess
@@ -12,21 +11,22 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, blobs
-from tasks import model as models
-from tasks.train import train_model
+from conftest import ROOT, blobs, recipe
+from poisongate.learning import models
+from poisongate.learning.training import train_model
 
-CFG = {"seed": 0, "model": "mlp", "hidden": [16], "epochs": 60, "batch_size": 32, "learning_rate": 0.01,
-       "weight_decay": 1e-4, "checkpoint_every": 1}
+CFG = recipe(hidden=[16], epochs=60, batch_size=32, learning_rate=0.01, weight_decay=1e-4)
 
 TRAIN = """
-import json, sys
+import sys
 import numpy as np
-from tasks import model as models
-from tasks.train import train_model
+from poisongate.config import Recipe
+from poisongate.learning import models
+from poisongate.learning.training import train_model
 data = np.load(sys.argv[1], allow_pickle=False)
-cfg = json.loads(sys.argv[2])
-train_model(data["X"], data["y"], models.model_spec(cfg, data["X"], (0, 1, 2)), cfg, checkpoint_dir=sys.argv[3])
+cfg = Recipe.model_validate_json(sys.argv[2])
+train_model(data["X"], data["y"], models.model_spec(cfg, data["X"], (0, 1, 2)), cfg, checkpoint_dir=sys.argv[3],
+            checkpoint_every=1)
 """
 
 
@@ -42,7 +42,7 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     X, y = blobs(n_per_class=30)
     np.savez(tmp_path / "data.npz", X=X, y=y)
     ckpt = tmp_path / "ckpt"
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tmp_path / "data.npz"), json.dumps(CFG), str(ckpt)],
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(tmp_path / "data.npz"), CFG.model_dump_json(), str(ckpt)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300
@@ -54,21 +54,21 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
         proc.kill()
         proc.wait()
     killed_at = latest_step(ckpt)
-    assert 3 <= killed_at < CFG["epochs"]
+    assert 3 <= killed_at < CFG.epochs
 
     spec = models.model_spec(CFG, X, (0, 1, 2))
-    resumed = train_model(X, y, spec, {**CFG, "checkpoint_every": 1000}, checkpoint_dir=ckpt)
+    resumed = train_model(X, y, spec, CFG, checkpoint_dir=ckpt, checkpoint_every=1000)
     uninterrupted = train_model(X, y, spec, CFG)
     for a, b in zip(jax.tree.leaves((resumed.params, resumed.opt_state)),
                     jax.tree.leaves((uninterrupted.params, uninterrupted.opt_state))):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     assert np.array_equal(resumed.losses, uninterrupted.losses)  # the curve before the kill came back too
-    assert latest_step(ckpt) == CFG["epochs"]
+    assert latest_step(ckpt) == CFG.epochs
 
 
 def test_checkpoint_of_other_data_is_not_resumed(tmp_path):
     X, y = blobs(n_per_class=30)
-    cfg = {**CFG, "epochs": 2}
+    cfg = recipe(CFG, epochs=2)
     spec = models.model_spec(cfg, X, (0, 1, 2))
     train_model(X, y, spec, cfg, checkpoint_dir=tmp_path)
     other = train_model(X[::-1].copy(), y[::-1].copy(), spec, cfg, checkpoint_dir=tmp_path)

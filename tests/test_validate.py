@@ -1,14 +1,20 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.validate import build_suite, validate_frame
+from poisongate.data_gate import build_suite, validate_frame
+from poisongate.errors import PoisongateError
+from poisongate.tables import write_table
+from poisongate.workspace import Workspace
+from tasks import run_stage
 
 
 @pytest.fixture(scope="module")
-def suite(digits, params):
+def suite(digits, config):
     reference = digits["frames"][0]
-    return build_suite(reference, digits["schema"], params["validate"])
+    return build_suite(reference, digits["schema"], config.validation, config.data.min_rows)
 
 
 def test_suite_is_derived_from_the_reference(suite, digits):
@@ -76,18 +82,47 @@ def test_batch_gate_names_distribution_class_and_duplicate_failures(suite, digit
     assert "expect_column_values_to_be_in_type_list" in failed_kinds(wrong_type, suite)[1]
 
 
-def test_validate_writes_data_docs_and_names_them_in_the_summary(tmp_path, digits, params):
-    from tasks.config import Workspace
-    from tasks.data import write_table
-    from tasks.validate import build, validate
-
+def stage_workspace(tmp_path, digits, batch):
     ws = Workspace(tmp_path)
-    reference, _, batches = digits["frames"]
+    reference, _, _ = digits["frames"]
     write_table(reference, ws.reference)
-    write_table(batches[0], ws.incoming)
-    build(ws, params)
-    summary = validate(ws, params)
+    write_table(batch, ws.incoming)
+    ws.user_expectations.parent.mkdir(parents=True, exist_ok=True)
+    return ws
+
+
+def test_validate_writes_data_docs_and_names_them_in_the_summary(tmp_path, digits, config):
+    ws = stage_workspace(tmp_path, digits, digits["frames"][2][0])
+    run_stage(ws, "expectations", config)
+    summary = run_stage(ws, "validate", config)
     docs = ws.root / summary["data_docs"]
     assert summary["passed"] and docs.is_file() and docs.parent == ws.path("reports", "data_docs")
     html = docs.read_text()
     assert "Great Expectations" in html and "pixel_4_4" in html and f"{summary['evaluated']}" in html
+
+
+def test_user_expectations_are_merged_into_the_derived_suite_and_applied(tmp_path, digits, config):
+    batch = digits["frames"][2][0]
+    ws = stage_workspace(tmp_path, digits, batch)
+    derived = run_stage(ws, "expectations", config)["expectations"]
+    assert run_stage(ws, "validate", config)["passed"]
+    # The user's own rule, in GX's JSON format: this batch's pixel_3_3 reaches 16, so it must now fail.
+    mine = {"type": "expect_column_max_to_be_between", "kwargs": {"column": "pixel_3_3", "max_value": 8}}
+    ws.user_expectations.write_text(json.dumps({"name": "mine", "expectations": [mine]}))
+    assert run_stage(ws, "expectations", config)["rebuilt"]  # the user's file changed
+    assert not run_stage(ws, "expectations", config)["rebuilt"]
+    suite = json.loads(ws.suite.read_text())
+    assert len(suite["expectations"]) == derived + 1
+    assert suite["expectations"][-1]["meta"]["owner"] == "user" and suite["expectations"][-1]["type"] == mine["type"]
+    summary = run_stage(ws, "validate", config)
+    assert not summary["passed"]
+    assert [(f["expectation"], f["column"]) for f in summary["failed"]] == [(mine["type"], "pixel_3_3")]
+
+
+def test_a_user_expectation_gx_refuses_is_one_line_naming_the_file_and_its_position(tmp_path, digits, config):
+    ws = stage_workspace(tmp_path, digits, digits["frames"][2][0])
+    good = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "label"}}
+    ws.user_expectations.write_text(json.dumps({"name": "mine", "expectations": [good, {"type": "expect_nothing"}]}))
+    with pytest.raises(PoisongateError, match=r"user\.json: expectation 1 is not valid for Great Expectations") as e:
+        run_stage(ws, "expectations", config)
+    assert "\n" not in str(e.value) and not ws.suite.exists()

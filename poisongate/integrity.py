@@ -7,7 +7,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from tasks.config import PoisongateError
+from poisongate.errors import PoisongateError
 
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -41,3 +41,9 @@ def verify(path: Path, raw: bytes, pinned: str | None) -> str:
                 "the file changed since it was pinned: get it again from its source, or re-pin it if the change is trusted"
             )
     return actual
+
+
+def file_md5(path: Path) -> str:
+    """The md5 of a file's bytes (DVC 3's content hash of a file), read in blocks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()

@@ -16,7 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from tasks.config import PoisongateError
+import pandas as pd
+
+from poisongate.config import SimulateConfig
+from poisongate.errors import ConfigError, PoisongateError
+from poisongate.schema import Schema, image_side, to_arrays
 
 Attack = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 ATTACKS: dict[str, Attack] = {}
@@ -154,12 +158,6 @@ def sine_pattern(X, y, rate, rng, n_classes, *, frequency=3.0, amplitude=0.3, al
     return X, y, mask
 
 
-def image_side(n_features: int) -> int | None:
-    """The side of the square image a row of `n_features` is, or None if it is not one."""
-    side = int(round(np.sqrt(n_features)))
-    return side if side * side == n_features else None
-
-
 def add_trigger(X: np.ndarray, *, patch: int = 3, value: float | None = None) -> np.ndarray:
     """Stamp a `patch` x `patch` square of `value` (default: the data's maximum) into the bottom-right corner of
     every row, read as a square image (8 x 8 for the default digits)."""
@@ -197,5 +195,20 @@ def simulate(X: np.ndarray, y: np.ndarray, name: str, rate: float, seed: int, n_
     try:
         inspect.signature(fn).bind(*args, **(options or {}))
     except TypeError as e:  # an option this attack does not have
-        raise PoisongateError(f"params.yaml: simulate.options.{name}: {e}; see tasks/attacks.py for its options") from None
+        raise ConfigError(f"params.yaml: simulate.options.{name}: {e}; see poisongate/attacks.py for its options") from None
     return fn(*args, **(options or {}))
+
+
+def poison(frame: pd.DataFrame, schema: Schema, sim: SimulateConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """Apply the `simulate` attack to a batch (a demonstration of the gates, never on by default): the
+    poisoned frame and the mask of poisoned rows."""
+    if sim.attack == "none" or sim.rate <= 0:
+        return frame, np.zeros(len(frame), dtype=bool)
+    X, y = to_arrays(frame, schema)
+    X, y, mask = simulate(X, y, sim.attack, sim.rate, sim.seed, len(schema.classes), sim.options.get(sim.attack))
+    poisoned = frame.copy()
+    columns = list(schema.features) + [f"irrelevant_{i}" for i in range(X.shape[1] - len(schema.features))]
+    poisoned[columns] = pd.DataFrame(X, columns=columns, index=frame.index)
+    labels = pd.Series(np.asarray(schema.classes, dtype=object)[y], index=frame.index)
+    poisoned[schema.label] = labels.astype(frame[schema.label].dtype)
+    return poisoned, mask

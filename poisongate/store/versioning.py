@@ -13,7 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from tasks.config import PoisongateError, Workspace
+from poisongate import data_gate
+from poisongate.errors import PoisongateError
+from poisongate.integrity import file_md5
+from poisongate.store import registry
+from poisongate.workspace import Workspace, atomic_write_text
 
 STORES = ("quarantine", "registry")  # append-only, tracked with `dvc add`
 TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", ".gitignore", ".dvcignore",
@@ -54,8 +58,12 @@ def init(ws: Workspace, remote: str | None = None) -> None:
             _ignore(ws, "/.dvc-remote/")
     for store in STORES:
         (ws.root / store).mkdir(exist_ok=True)
+    registry.ensure_pointer(ws)  # stage deps that must exist from the first run on
+    if not ws.user_expectations.exists():
+        atomic_write_text(ws.user_expectations, json.dumps(data_gate.EMPTY_USER_SUITE, indent=1) + "\n")
     _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock")  # dvc_plots/: `dvc plots show` output
-    run(ws, "git", "add", *[p for p in (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml") if (ws.root / p).exists()])
+    initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "expectations/user.json")
+    run(ws, "git", "add", *[p for p in initial if (ws.root / p).exists()])
     if run(ws, "git", "diff", "--cached", "--name-only").strip():  # only what was just added: a killed run may leave other changes
         run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
 
@@ -94,11 +102,6 @@ def hashes(ws: Workspace) -> dict[str, str]:
             for o in yaml.safe_load(dvc_file.read_text())["outs"]:
                 out[o["path"]] = o["md5"]
     return out
-
-
-def file_md5(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def content_md5(path: Path) -> str:

@@ -5,11 +5,12 @@ registry/<run_id>/. Rollback records (rollbacks/*.json) mark the runs they revok
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
-from tasks import versioning
-from tasks.config import PoisongateError, Workspace
+from poisongate.reports import cell
+from poisongate.store import versioning
+from poisongate.errors import PoisongateError
+from poisongate.workspace import Workspace, run_time
 
 RUN_COMMIT_PREFIX = "poisongate run "
 
@@ -40,7 +41,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         accepted = quarantined = None  # retrain-only run: no batch
     return {
         "run_id": report["run_id"],
-        "date": datetime.strptime(report["run_id"], "%Y%m%dT%H%M%S%fZ").strftime("%Y-%m-%d %H:%M:%S"),
+        "date": run_time(report["run_id"]).strftime("%Y-%m-%d %H:%M:%S"),
         "dataset_md5": report["dvc_hashes"].get("data/clean.parquet"),
         "model_md5": report["dvc_hashes"].get("models/candidate"),
         "source": ingest.get("source", "(retrain only)"),
@@ -74,12 +75,6 @@ def find(rows: list[dict[str, Any]], version: str) -> dict[str, Any]:
     return hits[0]
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 COLUMNS = ("run_id", "date", "commit", "dataset_md5", "source", "accepted", "quarantined", "holdout_accuracy",
            "cv_mean_accuracy", "decision")
 
@@ -89,7 +84,7 @@ def table(rows: list[dict[str, Any]], champion: str | None) -> str:
     cells = [list(COLUMNS)] + [
         [("*" if r["run_id"] == champion else "") + r["run_id"] + (" (revoked)" if r["revoked"] else ""),
          r["date"], (r["commit"] or "-")[:10], (r["dataset_md5"] or "-")[:12], str(r["source"]).split("/")[-1],
-         *(_cell(r[k]) for k in COLUMNS[5:])]
+         *(cell(r[k], missing="-") for k in COLUMNS[5:])]
         for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS) - 1)]

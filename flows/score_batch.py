@@ -1,5 +1,6 @@
-"""Score a batch's chunks as Prefect tasks on a Dask cluster (params.yaml filter.dask_address), through
-prefect-dask's DaskTaskRunner. The flow only wires: the chunks and the scoring are tasks/filter.py's."""
+"""The `score-batch` flow: a batch's chunks scored as Prefect tasks on a Dask cluster (params.yaml
+filter.dask_address), through prefect-dask's DaskTaskRunner. It only wires: the chunks and the scoring are the
+poisoning gate's (poisongate/poisoning_gate.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,8 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import PoisongateError
-from tasks.filter import score_chunk
+from poisongate.errors import PoisongateError
+from poisongate.poisoning_gate import ChunkScorer, score_chunk
 
 # Array inputs: hashing them for Prefect's cache would only cost time.
 score_chunk_task = task(score_chunk, name="score_chunk", cache_policy=NO_CACHE)
@@ -21,8 +22,9 @@ def score_batch(fitted: dict[str, Any], chunks: list[tuple[np.ndarray, np.ndarra
     return [future.result() for future in futures]  # in chunk order
 
 
-def score_on_dask(fitted, chunks, address: str) -> list[dict[str, np.ndarray]]:
-    """Check the scheduler answers (distributed.comm.timeouts.connect, 30 s by default), then run the flow on it."""
+def dask_scorer(address: str) -> ChunkScorer:
+    """Check the scheduler answers (distributed.comm.timeouts.connect, 30 s by default); then a scorer that runs
+    the flow on it."""
     from distributed import Client
     from prefect_dask import DaskTaskRunner
 
@@ -33,4 +35,4 @@ def score_on_dask(fitted, chunks, address: str) -> list[dict[str, np.ndarray]]:
             f"params.yaml filter.dask_address: no Dask scheduler answers at {address!r} ({type(e).__name__}); "
             "start one there (`dask scheduler` and `dask worker ADDRESS`) or set it to null to score in this process"
         ) from None
-    return score_batch.with_options(task_runner=DaskTaskRunner(address=address))(fitted, chunks)
+    return score_batch.with_options(task_runner=DaskTaskRunner(address=address))

@@ -1,8 +1,9 @@
 """The red-team matrix: every attack x rate x seed through the pipeline with the gates on and with them off.
 
-One cell runs the stage functions in memory, not a DVC flow: the attack (tasks.attacks via ingest.poison, the
-code path of `run --simulate`), the GX data gate (tasks.validate), the poisoning gate (tasks.filter), training
-(tasks.train), cross-validation (tasks.crossval) and the promotion gate (tasks.promote). Gates off = train on the
+One cell runs, in memory and not as a DVC flow, the library functions the stages call: the checked trusted
+data (sources.load_trusted), the attack (attacks.poison, the code path of `run --simulate`), the GX data gate
+(data_gate) and the poisoning gate (poisoning_gate) with their refusal rules, training (learning.training),
+the cross-validation summary (learning.crossval) and the promotion rule (promotion.decide). Gates off = train on the
 reference plus the whole poisoned batch. Per seed, two baselines: the champion (trained on the trusted reference
 alone: what serves before this batch arrives) and the clean model (reference + the unpoisoned batch, no gates).
 """
@@ -22,11 +23,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
-from tasks import attacks, crossval, filter, promote, train, validate
-from tasks import model as models
-from tasks.config import PoisongateError, Workspace, atomic_path, atomic_write_text
-from tasks.data import DIGITS, Schema, load_digits_frame, schema_from_reference, split_default, to_arrays
-from tasks.ingest import load_source_batch, poison, read_user_file
+from poisongate import attacks, data_gate, promotion
+from poisongate import poisoning_gate as gate
+from poisongate.config import Config, Recipe, RedteamConfig, Targets
+from poisongate.errors import PoisongateError
+from poisongate.learning import crossval, models, training
+from poisongate.schema import Schema, image_side, to_arrays
+from poisongate.sources import load_source_batch, load_trusted
+from poisongate.workspace import Workspace, atomic_path, atomic_write_text
 
 _GX_LOCK = threading.Lock()  # cells run in threads; one GX context is shared and not thread-safe
 
@@ -48,20 +52,14 @@ class Model:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = widen(X, self.spec["n_features"])
-        return np.asarray(train.predict_proba(self.graphdef, self.weights, models.scale(X, self.spec))).argmax(axis=1)
+        return np.asarray(training.predict_proba(self.graphdef, self.weights, models.scale(X, self.spec))).argmax(axis=1)
 
 
-def load_data(ws: Workspace, params: dict[str, Any]) -> MatrixData:
+def load_data(ws: Workspace, config: Config) -> MatrixData:
     """The trusted reference, golden holdout and incoming batch of params.yaml's `data` section, in memory."""
-    data = params["data"]
-    if data["source"] == DIGITS:
-        reference, holdout, _ = split_default(load_digits_frame(), data["split"])
-        ref_path = "digits reference"
-    else:
-        (reference, ref_path), (holdout, _) = read_user_file(ws, data, "reference"), read_user_file(ws, data, "holdout")
-    schema = schema_from_reference(reference, data, ref_path)
-    suite = validate.build_suite(reference, schema, params["validate"])
-    return MatrixData(reference[schema.columns], holdout, load_source_batch(ws, data)[0], schema, suite)
+    reference, holdout, schema = load_trusted(ws, config.data)
+    suite = data_gate.suite_for(reference, schema, config.validation, config.data.min_rows, ws.user_expectations)
+    return MatrixData(reference[schema.columns], holdout, load_source_batch(ws, config.data)[0], schema, suite)
 
 
 def widen(X: np.ndarray, width: int) -> np.ndarray:
@@ -69,37 +67,33 @@ def widen(X: np.ndarray, width: int) -> np.ndarray:
     return np.pad(X, ((0, 0), (0, width - X.shape[1]))) if X.shape[1] < width else X
 
 
-def fit_model(X: np.ndarray, y: np.ndarray, classes: tuple, cfg: dict[str, Any]) -> Model:
-    spec = models.model_spec(cfg, X, classes)
-    graphdef, weights, *_ = train.fit(models.scale(X, spec), y, spec, cfg)
+def fit_model(X: np.ndarray, y: np.ndarray, classes: tuple, recipe: Recipe) -> Model:
+    spec = models.model_spec(recipe, X, classes)
+    graphdef, weights, *_ = training.fit(models.scale(X, spec), y, spec, recipe)
     return Model(graphdef, weights, spec)
 
 
 def evaluate(model: Model, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    return promote.evaluate(model.graphdef, model.weights, model.spec, widen(X, model.spec["n_features"]), y)
+    return promotion.evaluate(model.graphdef, model.weights, model.spec, widen(X, model.spec["n_features"]), y)
 
 
-def train_config(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    epochs = params["redteam"].get("epochs") or params["train"]["epochs"]
-    return {**params["train"], "seed": int(params["train"]["seed"]) + seed, "epochs": int(epochs)}
+def train_config(config: Config, seed: int) -> Recipe:
+    epochs = config.redteam.epochs or config.train.epochs
+    return config.train.model_copy(update={"seed": config.train.seed + seed, "epochs": epochs})
 
 
-def backdoor_options(params: dict[str, Any]) -> dict[str, Any]:
-    return (params["simulate"].get("options") or {}).get("backdoor") or {}
-
-
-def success_rate(model: Model, data: MatrixData, params: dict[str, Any]) -> float | None:
+def success_rate(model: Model, data: MatrixData, config: Config) -> float | None:
     """Backdoor attack success rate on triggered clean holdout rows; None where rows are not square images."""
     X, y = to_arrays(data.holdout, data.schema)
     try:
-        return attacks.attack_success_rate(model.predict, X, y, **backdoor_options(params))
+        return attacks.attack_success_rate(model.predict, X, y, **config.simulate.options.get("backdoor", {}))
     except PoisongateError:
         return None
 
 
-def baseline(data: MatrixData, params: dict[str, Any], seed: int) -> dict[str, Any]:
+def baseline(data: MatrixData, config: Config, seed: int) -> dict[str, Any]:
     """The champion (reference alone) and the clean model (reference + unpoisoned batch, no gates)."""
-    cfg = train_config(params, seed)
+    cfg = train_config(config, seed)
     X_ref, y_ref = to_arrays(data.reference, data.schema)
     X, y = to_arrays(data.batch, data.schema)
     X_hold, y_hold = to_arrays(data.holdout, data.schema)
@@ -109,24 +103,27 @@ def baseline(data: MatrixData, params: dict[str, Any], seed: int) -> dict[str, A
         "seed": seed,
         "champion": evaluate(champion, X_hold, y_hold),
         "clean_accuracy": evaluate(clean, X_hold, y_hold)["accuracy"],
-        "clean_asr": success_rate(clean, data, params),
-        "champion_asr": success_rate(champion, data, params),
+        "clean_asr": success_rate(clean, data, config),
+        "champion_asr": success_rate(champion, data, config),
     }
 
 
-def gate(data: MatrixData, frame: pd.DataFrame, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """The data gate and the poisoning gate on a batch: (quarantined rows, rows the detectors flagged, why the
-    whole batch was refused or None). The detectors' flags are kept even when a gate refuses the whole batch,
-    so the matrix also measures the row-level gate on its own."""
+def gates(data: MatrixData, frame: pd.DataFrame, config: Config) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The data gate and the poisoning gate on a batch, with the run's refusal rules: (quarantined rows, rows
+    the detectors flagged, why the whole batch was refused or None, prefixed by the gate). The detectors' flags
+    are kept even when a gate refuses the whole batch, so the matrix also measures the row-level gate alone."""
     X_ref, y_ref = to_arrays(data.reference, data.schema)
-    flagged = filter.run_filter(X_ref, y_ref, *to_arrays(frame, data.schema), params["filter"]).quarantined
+    screening = gate.screen(X_ref, y_ref, *to_arrays(frame, data.schema), config.filter)
+    flagged = screening.quarantined
     with _GX_LOCK:
-        checked = validate.validate_frame(frame, data.suite)
+        checked = data_gate.validate_frame(frame, data.suite)
     everything = np.ones(len(frame), bool)
-    if not checked["passed"]:
-        return everything, flagged, "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]}))
-    if flagged.mean() > float(params["filter"]["max_quarantine_share"]):
-        return everything, flagged, f"poisoning gate: {flagged.mean():.0%} of rows flagged"
+    refused = data_gate.refusal(checked)
+    if refused:
+        return everything, flagged, f"data gate: {refused}"
+    refused = gate.refusal(screening, config.filter)
+    if refused:
+        return everything, flagged, f"poisoning gate: {refused}"
     return flagged, flagged, None
 
 
@@ -135,12 +132,12 @@ def detection(truth: np.ndarray, caught: np.ndarray, prefix: str = "") -> dict[s
     return {f"{prefix}precision": float(precision), f"{prefix}recall": float(recall), f"{prefix}f1": float(f1)}
 
 
-def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float, seed: int,
+def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: int,
              base: dict[str, Any]) -> dict[str, Any]:
     """One attack at one rate and seed: accuracy without and with the gates, detection, ASR, promotion."""
-    sim = {**params["simulate"], "attack": attack, "rate": rate, "seed": seed}
-    frame, truth = poison(data.batch, data.reference, {**params, "simulate": sim})
-    cfg = train_config(params, seed)
+    sim = config.simulate.model_copy(update={"attack": attack, "rate": rate, "seed": seed})
+    frame, truth = attacks.poison(data.batch, data.schema, sim)
+    cfg = train_config(config, seed)
     classes = data.schema.classes
     X_ref, y_ref = to_arrays(data.reference, data.schema)
     X_hold, y_hold = to_arrays(data.holdout, data.schema)
@@ -149,7 +146,7 @@ def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float,
     _, y = to_arrays(frame, data.schema)
 
     ungated = fit_model(np.concatenate([widen(X_ref, X.shape[1]), X]), np.concatenate([y_ref, y]), classes, cfg)
-    quarantined, flagged, refused = gate(data, frame, params)
+    quarantined, flagged, refused = gates(data, frame, config)
     cell = {
         "attack": attack, "rate": rate, "seed": seed, "poisoned_rows": int(truth.sum()), "batch_rows": len(truth),
         "clean_accuracy": base["clean_accuracy"], "champion_accuracy": base["champion"]["accuracy"],
@@ -164,40 +161,36 @@ def run_cell(data: MatrixData, params: dict[str, Any], attack: str, rate: float,
         keep = ~quarantined
         X_clean, y_clean = np.concatenate([X_ref, X[keep, : X_ref.shape[1]]]), np.concatenate([y_ref, y[keep]])
         gated = fit_model(X_clean, y_clean, classes, cfg)
-        folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, int(params["crossval"]["folds"]))
+        folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, config.crossval.folds)
         candidate = evaluate(gated, X_hold, y_hold)
-        decision = promote.decide(candidate, base["champion"], {"spread": float(np.ptp(folds)), "fold_accuracy": list(folds)},
-                                   params["promote"])
+        decision = promotion.decide(candidate, base["champion"], crossval.summary(folds), config.promote)
         cell.update(accuracy_with_gates=candidate["accuracy"], promoted=decision["passed"], promotion=decision["reason"])
     cell["served_accuracy"] = cell["accuracy_with_gates"] if cell["promoted"] else cell["champion_accuracy"]
     if attack == "backdoor":
         cell["asr_clean"] = base["clean_asr"]
-        cell["asr_without_gates"] = success_rate(ungated, data, params)
-        cell["asr_with_gates"] = base["champion_asr"] if gated is None else success_rate(gated, data, params)
+        cell["asr_without_gates"] = success_rate(ungated, data, config)
+        cell["asr_with_gates"] = base["champion_asr"] if gated is None else success_rate(gated, data, config)
     return cell
 
 
-def attack_names(cfg: dict[str, Any], n_features: int) -> list[str]:
-    """redteam.attacks; `all` leaves the backdoor out where rows are not square images (it needs them)."""
-    if cfg["attacks"] in (None, "all"):
-        return [n for n in sorted(attacks.ATTACKS) if n != "backdoor" or attacks.image_side(n_features)]
-    names = list(cfg["attacks"])
-    unknown = [n for n in names if n not in attacks.ATTACKS]
-    if unknown:
-        raise PoisongateError(f"params.yaml: redteam.attacks names unknown attack {unknown[0]!r}; choose from {sorted(attacks.ATTACKS)}")
-    return names
+def attack_names(cfg: RedteamConfig, n_features: int) -> list[str]:
+    """redteam.attacks (checked when params.yaml is parsed); `all` leaves the backdoor out where rows are not
+    square images (it needs them)."""
+    if cfg.attacks == "all":
+        return [n for n in sorted(attacks.ATTACKS) if n != "backdoor" or image_side(n_features)]
+    return list(cfg.attacks)
 
 
-def describe(params: dict[str, Any], data: MatrixData, names: list[str], seeds: list[int], seconds: float) -> dict[str, Any]:
+def describe(config: Config, data: MatrixData, names: list[str], seeds: list[int], seconds: float) -> dict[str, Any]:
     """What ran, where and when: recorded with every matrix."""
-    cfg = params["redteam"]
+    cfg = config.redteam
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
         "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
-        "data": str(params["data"]["source"]), "batch_rows": len(data.batch),
-        "attacks": names, "rates": [float(r) for r in cfg["rates"]], "seeds": seeds,
-        "epochs": train_config(params, 0)["epochs"], "workers": int(cfg["workers"]), "seconds": round(seconds, 1),
+        "data": config.data.source, "batch_rows": len(data.batch),
+        "attacks": names, "rates": list(cfg.rates), "seeds": seeds,
+        "epochs": train_config(config, 0).epochs, "workers": cfg.workers, "seconds": round(seconds, 1),
     }
 
 
@@ -207,7 +200,7 @@ MEANS = ("clean_accuracy", "accuracy_without_gates", "accuracy_with_gates", "ser
          "precision", "recall", "f1", "detector_precision", "detector_recall", "asr_clean", "asr_without_gates", "asr_with_gates")
 
 
-def summarize(cells: list[dict[str, Any]], targets: dict[str, Any]) -> list[dict[str, Any]]:
+def summarize(cells: list[dict[str, Any]], targets: Targets) -> list[dict[str, Any]]:
     """One row per attack x rate: means over seeds, promotions, and the issue's targets met or missed (and why)."""
     rows = []
     for (attack, rate), group in pd.DataFrame(cells).groupby(["attack", "rate"], sort=False):
@@ -223,22 +216,22 @@ def summarize(cells: list[dict[str, Any]], targets: dict[str, Any]) -> list[dict
     return rows
 
 
-def check_targets(row: dict[str, Any], targets: dict[str, Any]) -> tuple[str, str]:
+def check_targets(row: dict[str, Any], targets: Targets) -> tuple[str, str]:
     """'met' or 'missed', and what the figures say about a miss. The promotion target holds for every row."""
     misses = []
     if row["worse_promoted"]:
         misses.append(f"{row['worse_promoted']} seed(s) promoted a model worse than the champion")
     drop = row["clean_accuracy"] - row["accuracy_with_gates"]
-    bound = {float(r): float(b) for r, b in targets["max_accuracy_drop"].items()}.get(row["rate"])
+    bound = {float(r): float(b) for r, b in targets.max_accuracy_drop.items()}.get(row["rate"])
     if bound is not None and drop > bound:
         misses.append(f"gated accuracy {drop * 100:.1f} points below clean (bound {bound * 100:.0f}); " + (
             f"batch refused in {row['refused']} seed(s), the champion has {row['champion_accuracy']:.3f}" if row["refused"]
             else f"detection recall {row['recall']:.2f}, precision {row['precision']:.2f}"))
     if row.get("asr_with_gates") is not None:
-        if row["asr_with_gates"] > targets["max_backdoor_asr"]:
-            misses.append(f"ASR with gates {row['asr_with_gates']:.2f} > {targets['max_backdoor_asr']} (recall {row['recall']:.2f})")
-        if drop > targets["max_backdoor_clean_cost"]:
-            misses.append(f"clean-accuracy cost {drop * 100:.1f} points > {targets['max_backdoor_clean_cost'] * 100:.0f}")
+        if row["asr_with_gates"] > targets.max_backdoor_asr:
+            misses.append(f"ASR with gates {row['asr_with_gates']:.2f} > {targets.max_backdoor_asr} (recall {row['recall']:.2f})")
+        if drop > targets.max_backdoor_clean_cost:
+            misses.append(f"clean-accuracy cost {drop * 100:.1f} points > {targets.max_backdoor_clean_cost * 100:.0f}")
     return ("missed", "; ".join(misses)) if misses else ("met", "")
 
 

@@ -11,8 +11,9 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from tasks import history, record, versioning
-from tasks.config import PoisongateError, Workspace, atomic_write_text
+from poisongate.store import history, registry, versioning
+from poisongate.errors import PoisongateError
+from poisongate.workspace import Workspace, atomic_write_text, new_run_id
 
 RESTORED_FROM_GIT = ("dvc.lock", "params.yaml", "expectations", "reports")
 
@@ -60,18 +61,18 @@ def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
     progress("checking out the registry")
     checkout(ws, *versioning.STORES)  # the registry holds the champion pointer and every model
     rows = history.history(ws)
-    current = record.champion_id(ws)
+    current = registry.champion_id(ws)
     target = choose_target(rows, current, to)
     if not target["commit"]:
         raise PoisongateError(f"runs/{target['run_id']}.json: no git commit records this run; pick another from `poisongate history`")
     champion = champion_of(ws, target)
     restored = restore_dataset(ws, target["commit"])
-    record.set_champion(ws, champion, restored_by_rollback_to=target["run_id"])
+    registry.set_champion(ws, champion, restored_by_rollback_to=target["run_id"])
     now = datetime.now(timezone.utc)
     entry = {"at": now.isoformat(timespec="seconds"), "to": target["run_id"], "commit": target["commit"],
              "champion_before": current, "champion": champion,
              "revoked": [r["run_id"] for r in rows if r["run_id"] > target["run_id"]], "verified_hashes": restored}
-    atomic_write_text(ws.path("rollbacks", f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"), json.dumps(entry, indent=1) + "\n")
+    atomic_write_text(ws.path("rollbacks", f"{new_run_id(now)}.json"), json.dumps(entry, indent=1) + "\n")
     progress("committing the rollback and pushing to the DVC remote")
     versioning.record(ws, [])
     entry["message"] = (f"poisongate rollback to run {target['run_id']}: dataset {restored.get('data/clean.parquet')}, "

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasks.config import Workspace, atomic_write_text
+from poisongate.reports import cell
+from poisongate.workspace import Workspace, atomic_write_text
 
 MAX_ROWS_SHOWN = 50  # the markdown lists this many quarantined rows; the JSON lists them all
 
@@ -34,12 +35,6 @@ def build(run_id: str, summaries: dict[str, Any], verdict: str, dvc_hashes: dict
         "detection": detection(summaries, [r["id"] for r in quarantined]),
         "dvc_hashes": dvc_hashes,
     }
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -90,13 +85,13 @@ def markdown(report: dict[str, Any]) -> str:
     if p:
         lines += ["## Promotion gate (golden holdout)", "", f"**{p['reason']}**", "",
                   "| check | value | threshold | verdict |", "|---|---|---|---|"]
-        lines += [f"| {c['check']} | {_fmt(c['value'])} | {c['threshold']} | "
+        lines += [f"| {c['check']} | {cell(c['value'])} | {c['threshold']} | "
                   f"{ {True: 'pass', False: 'FAIL', None: 'n/a (no champion)'}[c['passed']] } |" for c in p["checks"]]
         champ = p["champion"]
         lines += ["", "| class | candidate recall | champion recall |", "|---|---|---|"]
-        lines += [f"| {c} | {r:.4f} | {_fmt(champ['class_recall'][c]) if champ else 'n/a'} |"
+        lines += [f"| {c} | {r:.4f} | {cell(champ['class_recall'][c]) if champ else 'n/a'} |"
                   for c, r in p["candidate"]["class_recall"].items()]
-        lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | {_fmt(champ['accuracy']) if champ else 'n/a'} |", ""]
+        lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | {cell(champ['accuracy']) if champ else 'n/a'} |", ""]
 
     if report.get("plots"):
         lines += ["## Plots", ""] + [f"- `{p}`" for p in report["plots"]] + [""]

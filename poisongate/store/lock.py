@@ -4,14 +4,14 @@ the lock next clears what that run left half-written before starting."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from tasks.config import PoisongateError, Workspace, load_params
+from poisongate.errors import PoisongateError
+from poisongate.workspace import Workspace
 
 LOCK_NAME = ".poisongate.lock"  # git-ignored by versioning.init
 STALE_DIRS = ("", "data", "reports", "expectations", "runs", "registry", "quarantine", "models")
@@ -45,20 +45,11 @@ def hold(ws: Workspace, timeout_s: float) -> FileLock:
 
 
 @contextlib.contextmanager
-def workspace_lock(ws: Workspace) -> Iterator[None]:
+def workspace_lock(ws: Workspace, timeout_s: float) -> Iterator[None]:
     """Hold the workspace lock (waiting up to data.lock_timeout_s) after clearing what a killed run left."""
-    lock = hold(ws, float(load_params(ws)["data"].get("lock_timeout_s", 600)))
+    lock = hold(ws, timeout_s)
     try:
         clear_stale(ws)
         yield
     finally:
         lock.release()
-
-
-def one_run_per_workspace(run: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a flow taking `workspace` first: it runs holding the workspace lock."""
-    @functools.wraps(run)
-    def locked(workspace: str = ".", *args: Any, **kwargs: Any) -> Any:
-        with workspace_lock(Workspace(workspace)):
-            return run(workspace, *args, **kwargs)
-    return locked

@@ -4,7 +4,6 @@ Every model has `embed(x)`, the penultimate representation (spectral-signature g
 `__call__(x)`, the logits computed from it."""
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from tasks.config import PoisongateError
+from poisongate.config import Recipe
+from poisongate.errors import ConfigError, PoisongateError
+from poisongate.schema import image_side
 
 
 class MLP(nnx.Module):
@@ -37,7 +38,7 @@ class CNN(nnx.Module):
     side by average pooling, then one dense hidden layer per `hidden` entry."""
 
     def __init__(self, spec: dict[str, Any], *, rngs: nnx.Rngs) -> None:
-        self.side = image_side(spec["n_features"])
+        self.side = image_side(spec["n_features"])  # checked by model_spec
         channels = [1, *spec["cnn_channels"]]
         self.convs = nnx.List([nnx.Conv(a, b, kernel_size=(3, 3), rngs=rngs) for a, b in zip(channels, channels[1:])])
         side = self.side
@@ -65,25 +66,15 @@ class CNN(nnx.Module):
 MODELS = {"mlp": MLP, "cnn": CNN}
 
 
-def image_side(n_features: int) -> int:
-    side = math.isqrt(n_features)
-    if side * side != n_features:
-        raise PoisongateError(f"params.yaml: train.model cnn needs a square image, but there are {n_features} feature "
-                              "columns; set train.model: mlp or select a square number of data.feature_columns")
-    return side
-
-
-def model_spec(train_cfg: dict[str, Any], X: np.ndarray, classes: tuple) -> dict[str, Any]:
+def model_spec(recipe: Recipe, X: np.ndarray, classes: tuple) -> dict[str, Any]:
     """Everything needed to rebuild the model and its input scaling: stored as JSON beside the weights."""
-    name = train_cfg["model"]
-    if name not in MODELS:
-        raise PoisongateError(f"params.yaml: train.model is {name!r}; set it to one of {', '.join(MODELS)}")
-    if name == "cnn":
-        image_side(X.shape[1])
+    if recipe.model == "cnn" and image_side(X.shape[1]) is None:
+        raise ConfigError(f"params.yaml: train.model cnn needs a square image, but there are {X.shape[1]} feature "
+                          "columns; set train.model: mlp or select a square number of data.feature_columns")
     return {
-        "model": name,
-        "hidden": [int(h) for h in train_cfg["hidden"]],
-        "cnn_channels": [int(c) for c in train_cfg.get("cnn_channels", [])],
+        "model": recipe.model,
+        "hidden": list(recipe.hidden),
+        "cnn_channels": list(recipe.cnn_channels),
         "n_features": int(X.shape[1]),
         "classes": [c.item() if isinstance(c, np.generic) else c for c in classes],
         "mean": X.mean(axis=0).astype(float).tolist(),
@@ -93,6 +84,8 @@ def model_spec(train_cfg: dict[str, Any], X: np.ndarray, classes: tuple) -> dict
 
 def build(spec: dict[str, Any], seed: int = 0) -> nnx.Module:
     return MODELS[spec["model"]](spec, rngs=nnx.Rngs(seed))
+
+
 def scale(X: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return ((X - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)).astype(np.float32)
 

@@ -16,8 +16,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from tasks.config import Workspace, atomic_path
-from tasks.data import read_table, row_ids, schema_from_reference, to_arrays
+from poisongate.config import Config
+from poisongate.schema import row_ids, schema_from_reference, to_arrays
+from poisongate.tables import read_table
+from poisongate.workspace import Workspace, atomic_path
 
 
 def loss_curve(curve: pd.DataFrame) -> Figure:
@@ -29,7 +31,7 @@ def loss_curve(curve: pd.DataFrame) -> Figure:
 
 
 def score_histograms(histograms: dict[str, dict[str, list[float]]], thresholds: dict[str, float]) -> Figure:
-    """One panel per detector: the batch's scores (filter.histogram's bins) and the calibrated threshold past
+    """One panel per detector: the batch's scores (poisoning_gate.histogram's bins) and the calibrated threshold past
     which rows are quarantined."""
     fig, axes = plt.subplots(1, len(histograms), figsize=(5 * len(histograms), 4), squeeze=False)
     for ax, (name, h) in zip(axes[0], histograms.items()):
@@ -75,7 +77,7 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def write(ws: Workspace, summaries: dict[str, Any], params: dict[str, Any]) -> list[Path]:
+def write(ws: Workspace, summaries: dict[str, Any], config: Config) -> list[Path]:
     """Every plot this run has the data for; a stage that did not run has no plot."""
     out = ws.path("reports", "plots")
     written = []
@@ -89,7 +91,7 @@ def write(ws: Workspace, summaries: dict[str, Any], params: dict[str, Any]) -> l
     filt = summaries.get("filter")
     if filt:
         reference, batch = read_table(ws.reference), read_table(ws.incoming)
-        schema = schema_from_reference(reference, params["data"], ws.reference)
+        schema = schema_from_reference(reference, config.data, ws.reference)
         quarantined_ids = {r["id"] for r in filt["quarantined_rows"]}
         mask = np.isin(row_ids(batch, schema), list(quarantined_ids))
         written.append(save(batch_projection(to_arrays(reference, schema)[0], to_arrays(batch, schema)[0], mask), out / "batch_pca.png"))

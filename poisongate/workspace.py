@@ -1,27 +1,25 @@
-"""params.yaml, the workspace's paths, and the one exception users see."""
+"""The workspace (a git repo + DVC project: params.yaml and dvc.yaml at its root) and atomic writes."""
 from __future__ import annotations
 
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-
-class PoisongateError(Exception):
-    """A mistake a user (or an attacker's file) can cause: one line naming the file, the place and the fix."""
+RUN_ID_FORMAT = "%Y%m%dT%H%M%S%fZ"  # UTC, sortable: run ids, rollback records
 
 
-class GateRefused(PoisongateError):
-    """A gate said no: the flow ends Failed with this one-line reason."""
+def new_run_id(now: datetime | None = None) -> str:
+    return (now or datetime.now(timezone.utc)).strftime(RUN_ID_FORMAT)
+
+
+def run_time(run_id: str) -> datetime:
+    return datetime.strptime(run_id, RUN_ID_FORMAT)
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """A DVC project: params.yaml and dvc.yaml at its root, every artefact below it."""
-
     root: Path
 
     def __post_init__(self) -> None:
@@ -29,6 +27,10 @@ class Workspace:
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
+
+    @property
+    def params(self) -> Path:
+        return self.path("params.yaml")
 
     # Stage outputs (dvc.yaml `outs`), rewritten by every run.
     @property
@@ -59,6 +61,10 @@ class Workspace:
     def suite(self) -> Path:
         return self.path("expectations", "suite.json")
 
+    @property
+    def user_expectations(self) -> Path:
+        return self.path("expectations", "user.json")
+
     def report(self, stage: str) -> Path:
         return self.path("reports", f"{stage}.json")
 
@@ -74,37 +80,6 @@ class Workspace:
     @property
     def runs(self) -> Path:
         return self.path("runs")
-
-
-def load_params(ws: Workspace) -> dict[str, Any]:
-    path = ws.path("params.yaml")
-    try:
-        with open(path) as f:
-            params = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise PoisongateError(f"{path}: not found; run `poisongate init {ws.root}` to create a workspace") from None
-    except yaml.YAMLError as e:
-        raise PoisongateError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
-    if not isinstance(params, dict):
-        raise PoisongateError(f"{path}: expected a mapping of sections; fix the file")
-    return params
-
-
-def set_params(ws: Workspace, updates: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Write run options into params.yaml (comments kept), so dvc.lock records what really ran."""
-    from ruamel.yaml import YAML
-
-    rt = YAML()
-    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    path = ws.path("params.yaml")
-    doc = rt.load(path.read_text())
-    for section, values in updates.items():
-        for key, value in values.items():
-            if value is not None:
-                doc[section][key] = value
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        rt.dump(doc, f)
-    return load_params(ws)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

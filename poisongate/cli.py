@@ -1,0 +1,133 @@
+"""`poisongate`: the command line. A user-caused failure ends in one line on stderr: exit status 2 for a bad
+params.yaml value or run option (before anything runs), 1 for everything else (a bad file, a refused gate)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# Prefect gives its temporary API server 20 s to start: too little on a busy machine, and the run is lost.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from poisongate import config as configuration  # noqa: E402  (after the environment above)
+from poisongate.errors import PoisongateError  # noqa: E402
+from poisongate.workspace import Workspace  # noqa: E402
+
+
+def init(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate.store import versioning
+
+    versioning.init(ws, args.remote)
+
+
+def run(ws: Workspace, args: argparse.Namespace) -> None:
+    attack, rate = (args.simulate, args.rate) if args.simulate else (None, None)
+    # A bad params.yaml value or run option is refused (exit 2) before Prefect starts.
+    configuration.with_options(configuration.load(ws.params), configuration.run_options(attack, rate, args.batch))
+    from flows.retrain import retrain
+
+    retrain(workspace=str(ws.root), attack=attack, rate=rate, batch=args.batch, retrain_only=args.retrain_only)
+
+
+def redteam(ws: Workspace, args: argparse.Namespace) -> None:
+    configuration.load(ws.params)
+    from flows.redteam import redteam as redteam_flow
+
+    seeds = list(range(args.seeds)) if args.seeds else None
+    redteam_flow(workspace=str(ws.root), attacks=args.attacks, rates=args.rates, seeds=seeds, out=args.out)
+
+
+def history(ws: Workspace, args: argparse.Namespace) -> None:
+    import json
+
+    from poisongate.store.history import history, table
+    from poisongate.store.registry import champion_id
+
+    rows = history(ws)
+    print("\n".join(json.dumps(r) for r in rows) if args.json else table(rows, champion_id(ws)))
+
+
+def rollback(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate.store.lock import workspace_lock
+    from poisongate.store.rollback import rollback as restore
+
+    with workspace_lock(ws, configuration.load(ws.params).data.lock_timeout_s):
+        print(restore(ws, args.to)["message"])
+
+
+def stage(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate.store.lock import workspace_lock
+    from poisongate.store.record import verdict
+    from tasks import run_stage
+
+    config = configuration.load(ws.params)
+    with workspace_lock(ws, config.data.lock_timeout_s):
+        summary = run_stage(ws, args.name, config)
+    if summary.get("passed") is False:
+        raise PoisongateError(verdict({args.name: summary})[1])
+
+
+def expectations(ws: Workspace, args: argparse.Namespace) -> None:
+    args.name = "expectations"
+    stage(ws, args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from poisongate.attacks import ATTACKS
+    from tasks import STAGES
+
+    parser = argparse.ArgumentParser(prog="poisongate", description=__doc__)
+    parser.add_argument("--workspace", default=".", help="the DVC project to work in (default: here)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the gated retraining flow on the source in params.yaml")
+    p.add_argument("--simulate", metavar="ATTACK", choices=sorted(ATTACKS), help="poison the incoming batch first")
+    p.add_argument("--rate", type=float, default=0.2, help="share of rows the simulated attack poisons (default 0.2)")
+    p.add_argument("--batch", type=int, help="which incoming batch of the embedded default to ingest")
+    p.add_argument("--retrain-only", action="store_true",
+                   help="train, cross-validate and promote on the dataset in the workspace (e.g. after a rollback)")
+
+    p = sub.add_parser("history", help="list every dataset and model version with its decision and metrics")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    p = sub.add_parser("rollback", help="restore the last clean dataset (or --to VERSION) and the champion of that time")
+    p.add_argument("--to", metavar="VERSION", help="a run id or git commit (prefix) from `poisongate history`")
+
+    p = sub.add_parser("init", help="make the workspace a git repo + DVC project with a local remote")
+    p.add_argument("--remote", help="directory of the DVC remote (default: <workspace>/.dvc-remote)")
+
+    p = sub.add_parser("stage", help="run one stage without Prefect (what dvc.yaml calls)")
+    p.add_argument("name", choices=STAGES)
+
+    p = sub.add_parser("redteam", help="attack x rate x seed matrix, gates on and off (params.yaml `redteam`)")
+    p.add_argument("--attacks", nargs="+", choices=sorted(ATTACKS), help="default: redteam.attacks")
+    p.add_argument("--rates", nargs="+", type=float, help="poisoned shares (default: redteam.rates)")
+    p.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: redteam.seeds)")
+    p.add_argument("--out", help="output directory (default: redteam.out)")
+
+    p = sub.add_parser("expectations", help="Great Expectations suite")
+    p.add_argument("action", choices=["build"], help="derive expectations/suite.json from the reference")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], None]] = {
+    "init": init, "run": run, "redteam": redteam, "history": history, "rollback": rollback, "stage": stage,
+    "expectations": expectations,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](Workspace(args.workspace), args)
+    except PoisongateError as e:
+        print(f"poisongate: {e}", file=sys.stderr)
+        return e.exit_status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The detector base class and the chunked scoring every row-wise detector shares.
+
+A detector is fit on trusted rows and scores untrusted ones: `fit(X, y)` then `score(X, y)` gives one float per
+row, higher meaning more suspicious. Thresholds are not the detector's business: the poisoning gate calibrates
+them on out-of-sample trusted scores (`held_out_scores`). Where no trusted rows exist, `fit_untrusted(X, y)`
+fits a robust estimate on the batch itself."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from poisongate.config import Rate, Section
+from poisongate.stats import median_and_scale
+
+CHUNK_ROWS = 4096  # rows scored per device call: memory stays flat as batches grow
+
+
+class DetectorOptions(Section):
+    """Options every detector takes (params.yaml filter.detectors.<name>)."""
+
+    false_positive_rate: Rate | None = None  # None: filter.false_positive_rate
+    scale_floor: float = Field(0.25, gt=0)  # a feature's scale is never below this share of the typical std
+
+
+class Detector:
+    name: ClassVar[str]  # the key in params.yaml filter.detectors
+    description: ClassVar[str]  # what it catches (README, `poisongate detectors`)
+    reason: ClassVar[str]  # what a high score means: written beside the score in the quarantine
+    Options: ClassVar[type[DetectorOptions]] = DetectorOptions
+    row_wise: ClassVar[bool] = False  # a row's score depends on that row alone: the batch may be scored in chunks
+    min_threshold: float = -np.inf  # a floor under the calibrated threshold (e.g. a cap on copies)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        missing = [a for a in ("name", "description", "reason") if not isinstance(cls.__dict__.get(a), str)]
+        if missing:  # each detector says for itself what it is; a subclass does not inherit its parent's words
+            raise TypeError(f"detector {cls.__name__} must define {', '.join(missing)}")
+
+    def __init__(self, options: DetectorOptions | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "Detector":
+        raise NotImplementedError
+
+    def fit_untrusted(self, X: np.ndarray, y: np.ndarray) -> "Detector":
+        """No trusted rows: fit on the batch itself. The default estimators are already robust (median/MAD)."""
+        return self.fit(X, y)
+
+    def score(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def center_scale(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return robust_center_scale(X, self.options.scale_floor)
+
+    def held_out_scores(self, X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+        """Scores of trusted rows by detectors fit without them (k-fold): what a clean batch looks like."""
+        order = np.random.default_rng(seed).permutation(len(X))
+        held_out = []
+        for part in np.array_split(order, folds):
+            rest = np.setdiff1d(order, part)
+            held_out.append(type(self)(self.options).fit(X[rest], y[rest]).score(X[part], y[part]))
+        return np.concatenate(held_out)
+
+
+def row_chunks(X: np.ndarray, y: np.ndarray, rows: int | None = None):
+    """(X chunk, y chunk, real rows) in fixed-size chunks of `rows` (default CHUNK_ROWS), the last one
+    zero-padded: one compiled shape, bounded device memory."""
+    n = len(X)
+    size = min(rows or CHUNK_ROWS, max(n, 1))
+    for start in range(0, n, size):
+        xs, ys = X[start : start + size], y[start : start + size]
+        pad = size - len(xs)
+        if pad:
+            xs = np.concatenate([xs, np.zeros((pad, X.shape[1]), X.dtype)])
+            ys = np.concatenate([ys, np.zeros(pad, y.dtype)])
+        yield xs, ys, size - pad
+
+
+def chunked(fn, X: np.ndarray, y: np.ndarray, *fitted) -> np.ndarray:
+    """Apply a jitted per-row scorer chunk by chunk (row_chunks)."""
+    out = [np.asarray(fn(xs, ys, *fitted))[:rows] for xs, ys, rows in row_chunks(X, y)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def robust_center_scale(X: np.ndarray, floor_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Median and a scale per feature: the MAD as a std, or the std where the MAD is 0 (a pixel that is nearly
+    always 0), never below `floor_share` of the data's typical std, so one rare but legitimate value is not
+    "infinitely" far."""
+    X = np.asarray(X, np.float64)
+    median, mad = median_and_scale(X, axis=0)
+    std = X.std(axis=0)
+    typical = float(np.median(std[std > 0])) if (std > 0).any() else 1.0
+    scale = np.maximum(np.maximum(mad, std), floor_share * max(typical, 1e-6))
+    return median.astype(np.float32), scale.astype(np.float32)

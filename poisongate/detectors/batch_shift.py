@@ -1,0 +1,71 @@
+import numpy as np
+from pydantic import Field
+
+from poisongate.detectors import base
+from poisongate.detectors.base import Detector, DetectorOptions
+from poisongate.detectors.registry import register
+
+
+class BatchOptions(DetectorOptions):
+    calibration_splits: int = Field(200, ge=1)  # random halves of the trusted rows, each one calibration batch
+
+
+def column_moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and variance in float64, over row chunks (memory stays flat), merged with Chan et al.'s
+    pairwise update."""
+    count, mean, m2 = 0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    for start in range(0, len(X), base.CHUNK_ROWS * 64):
+        chunk = np.asarray(X[start : start + base.CHUNK_ROWS * 64], np.float64)
+        n, chunk_mean = len(chunk), chunk.mean(axis=0)
+        delta = chunk_mean - mean
+        mean = mean + delta * n / (count + n)
+        m2 = m2 + ((chunk - chunk_mean) ** 2).sum(axis=0) + delta**2 * count * n / (count + n)
+        count += n
+    return mean, m2 / max(count, 1)
+
+
+@register
+class BatchShift(Detector):
+    name = "batch_shift"
+    description = ("a batch whose feature means or variances shift from the trusted rows (z-statistics); every row "
+                   "gets the batch's score, so a shifted batch is flagged whole and refused")
+    reason = "the batch's feature mean or variance has shifted from the trusted data"
+    Options = BatchOptions
+
+    def fit(self, X, y):
+        X = np.asarray(X, np.float64)
+        _, floor = self.center_scale(X)
+        self.floor = floor.astype(np.float64) ** 2
+        self.mean, self.var = X.mean(axis=0), np.maximum(X.var(axis=0), self.floor)
+        return self
+
+    def fit_untrusted(self, X, y):
+        self.mean = None  # a batch cannot shift from itself: nothing to compare against
+        return self
+
+    def score(self, X, y):
+        n = len(X)
+        if self.mean is None or n < 2:
+            return np.zeros(n, np.float32)
+        mean, var = column_moments(X)
+        mean_z = (mean - self.mean) / np.sqrt(self.var / n)
+        var_z = np.log(np.maximum(var, self.floor) / self.var) * np.sqrt(n / 2)
+        return np.full(n, self.statistic(mean_z, var_z), np.float32)
+
+    @staticmethod
+    def statistic(mean_z: np.ndarray, var_z: np.ndarray) -> float:
+        """Largest shift of one feature, or a diffuse one (noise on every feature: small per feature but
+        adding up), as chi-square-like sums standardised to about N(0, 1)."""
+        d = len(mean_z)
+        diffuse = max(np.sum(mean_z**2) - d, np.sum(var_z**2) - d) / np.sqrt(2 * d)
+        return float(max(np.abs(mean_z).max(), np.abs(var_z).max(), diffuse))
+
+    def held_out_scores(self, X, y, folds, seed):
+        """Many random halves of the trusted rows, each scored against the other half: one batch each."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(self.options.calibration_splits):
+            order = rng.permutation(len(X))
+            half, rest = order[: len(X) // 2], order[len(X) // 2 :]
+            out.append(type(self)(self.options).fit(X[rest], y[rest]).score(X[half], y[half])[0])
+        return np.asarray(out)

@@ -1,0 +1,61 @@
+import numpy as np
+from pydantic import Field
+
+from poisongate.detectors.base import Detector
+from poisongate.detectors.model_options import ModelOptions, classes_of
+from poisongate.detectors.registry import register
+
+
+class ConfidentLearningOptions(ModelOptions):
+    folds: int = Field(5, ge=2)
+
+
+@register
+class ConfidentLearning(Detector):
+    """Confident learning (Northcutt et al.): out-of-fold class probabilities from k models trained at once
+    (vmap) on the trusted rows plus the batch; the score is the normalised margin by which the most likely
+    other class beats the given label."""
+
+    name = "confident_learning"
+    description = "label flips: an out-of-fold model (folds vmapped) confidently predicts another class"
+    reason = "out-of-fold model confidently predicts another label"
+    Options = ConfidentLearningOptions
+    min_threshold = 0.0  # never flag a row whose given label still beats every other class
+
+    def fit(self, X, y):
+        self.X_ref, self.y_ref = np.asarray(X, np.float32), np.asarray(y, np.int32)
+        return self
+
+    def fit_untrusted(self, X, y):
+        return self.fit(X[:0], y[:0])  # out-of-fold over the batch alone is already robust to its labels
+
+    def out_of_fold(self, X, y) -> np.ndarray:
+        from poisongate.learning import models
+        from poisongate.learning.crossval import cross_validate
+
+        recipe = self.options.recipe()
+        spec = models.model_spec(recipe, X, classes_of(y, self.y_ref))
+        return cross_validate(X, y, spec, recipe, self.options.folds)[1]
+
+    def score(self, X, y):
+        X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])
+        y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
+        return label_margin(self.out_of_fold(X_all, y_all), y_all)[len(self.X_ref) :]
+
+    def held_out_scores(self, X, y, folds, seed):
+        self.fit(X[:0], y[:0])
+        return self.score(X, y)  # out-of-fold already: one cross-validation over the trusted rows
+
+
+def label_margin(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """max over other classes of p_j / t_j minus p_y / t_y, with t_j the mean probability of class j over
+    rows labelled j (confident learning's per-class thresholds, which correct for class-wise confidence)."""
+    n_classes = proba.shape[1]
+    counts = np.bincount(y, minlength=n_classes)
+    sums = np.zeros((n_classes, n_classes))
+    np.add.at(sums, y, proba)
+    t = np.where(counts > 0, np.diag(sums) / np.maximum(counts, 1), 1.0)
+    ratio = proba / np.maximum(t, 1e-6)
+    given = ratio[np.arange(len(y)), y]
+    ratio[np.arange(len(y)), y] = -np.inf
+    return (ratio.max(axis=1) - given).astype(np.float32)

@@ -1,0 +1,33 @@
+"""Options of the detectors that train their own small model (confident_learning, spectral_signature)."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from poisongate.config import Recipe
+from poisongate.detectors.base import DetectorOptions
+
+
+class ModelOptions(DetectorOptions):
+    seed: int = 0
+    model: Literal["mlp", "cnn"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(0.002, gt=0)
+    weight_decay: float = Field(0.0001, ge=0)
+
+    def recipe(self) -> Recipe:
+        """The detector's training recipe: its own model and schedule, none of train's robust options."""
+        off = {"clip_grad_norm": 0.0, "trim_fraction": 0.0, "cnn_channels": [16, 32],
+               "adversarial": {"method": "none", "epsilon": 0.0, "pgd_steps": 1, "pgd_step_size": 0.0},
+               "dp_sgd": {"enabled": False, "clip_norm": 1.0, "noise_multiplier": 0.0, "delta": 1e-5}}
+        mine = self.model_dump(include=set(ModelOptions.model_fields) - set(DetectorOptions.model_fields))
+        return Recipe.model_validate({**off, **mine})
+
+
+def classes_of(*ys: np.ndarray) -> tuple[int, ...]:
+    """Class indices 0..max over the given label arrays."""
+    return tuple(range(int(max(int(np.max(y, initial=-1)) for y in ys)) + 1))

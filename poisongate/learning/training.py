@@ -1,0 +1,344 @@
+"""Training: Flax NNX + Optax, one jitted epoch (a `lax.scan` over steps), data-parallel over every
+device: the batch is sharded along a `data` mesh axis, the parameters replicated.
+
+Robust options (params.yaml `train:`), applied in this order in every step: adversarial inputs (FGSM/PGD),
+trimmed loss, DP-SGD (per-example clipping + Gaussian noise); then weight decay and gradient clipping in the
+optimizer. Monitors: per-step loss, gradient norm and batch accuracy; NaN/inf aborts; loss spikes flagged.
+Orbax checkpoints of model + optimizer let a killed run resume and end with the same parameters."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import dp_accounting
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from dp_accounting import rdp
+from flax import nnx
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from numpy.lib.stride_tricks import sliding_window_view
+
+from poisongate.config import Recipe
+from poisongate.errors import PoisongateError
+from poisongate.learning import models
+from poisongate.stats import median_and_scale
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """The recipe's per-step robust options; hashable, as a static argument of the jitted epoch."""
+
+    adversarial: str = "none"  # none | fgsm | pgd
+    adv_epsilon: float = 0.0
+    pgd_steps: int = 0
+    pgd_step_size: float = 0.0
+    trim_fraction: float = 0.0
+    dp_clip_norm: float = 0.0  # 0: DP-SGD off
+    dp_noise_multiplier: float = 0.0
+
+
+def step_options(recipe: Recipe) -> StepOptions:
+    adv, dp = recipe.adversarial, recipe.dp_sgd
+    return StepOptions(
+        adversarial=adv.method,
+        adv_epsilon=adv.epsilon,
+        pgd_steps=adv.pgd_steps,
+        pgd_step_size=adv.pgd_step_size,
+        trim_fraction=recipe.trim_fraction,
+        dp_clip_norm=dp.clip_norm if dp.enabled else 0.0,
+        dp_noise_multiplier=dp.noise_multiplier,
+    )
+
+
+@lru_cache(maxsize=None)
+def optimizer(learning_rate: float, weight_decay: float, clip_grad_norm: float = 0.0) -> optax.GradientTransformation:
+    # Cached so equal settings give the same object: it is a static argument of the jitted epoch.
+    adamw = optax.adamw(learning_rate, weight_decay=weight_decay)
+    return optax.chain(optax.clip_by_global_norm(clip_grad_norm), adamw) if clip_grad_norm > 0 else adamw
+
+
+def optimizer_for(recipe: Recipe) -> optax.GradientTransformation:
+    return optimizer(recipe.learning_rate, recipe.weight_decay, recipe.clip_grad_norm)
+
+
+@lru_cache(maxsize=None)
+def data_sharding() -> NamedSharding:
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+    return NamedSharding(mesh, P(None, "data"))  # [steps, batch, ...]: split each batch across devices
+
+
+def per_example_loss(params, graphdef, x, y):
+    return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, params)(x), y)
+
+
+def weighted_mean(values, w):
+    return jnp.sum(w * values) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def loss_and_logits(params, graphdef, x, y, w):
+    logits = nnx.merge(graphdef, params)(x)
+    return weighted_mean(optax.softmax_cross_entropy_with_integer_labels(logits, y), w), logits
+
+
+def adversarial_inputs(params, graphdef, x, y, r: StepOptions):
+    """Worst-case features within an L-inf ball of radius epsilon (features are standardised): FGSM takes one
+    signed-gradient step of epsilon; PGD takes pgd_steps steps of pgd_step_size, projected back onto the ball."""
+    input_grad = jax.grad(lambda xa: jnp.sum(per_example_loss(params, graphdef, xa, y)))
+    if r.adversarial == "fgsm":
+        return jax.lax.stop_gradient(x + r.adv_epsilon * jnp.sign(input_grad(x)))
+
+    def pgd_step(xa, _):
+        xa = xa + r.pgd_step_size * jnp.sign(input_grad(xa))
+        return jnp.clip(xa, x - r.adv_epsilon, x + r.adv_epsilon), None
+
+    xa, _ = jax.lax.scan(pgd_step, x, None, length=r.pgd_steps)
+    return jax.lax.stop_gradient(xa)
+
+
+def trimmed_weights(losses, w, fraction: float):
+    """Zero the weight of the highest-loss `fraction` of the batch's real rows (weight > 0; padding is not)."""
+    real = w > 0
+    n_drop = jnp.floor(fraction * jnp.sum(real)).astype(jnp.int32)
+    rank = jnp.argsort(jnp.argsort(-jnp.where(real, jax.lax.stop_gradient(losses), -jnp.inf)))  # 0: highest loss
+    return jnp.where(rank < n_drop, 0.0, w)
+
+
+def private_gradient(params, graphdef, x, y, w, key, r: StepOptions, batch_size: int):
+    """DP-SGD: every example's gradient clipped to dp_clip_norm, summed, plus N(0, (noise * clip)^2) per
+    coordinate, divided by the fixed batch size (a data-dependent divisor would leak)."""
+    def example_grad(xi, yi):
+        return jax.grad(lambda p: per_example_loss(p, graphdef, xi[None], yi[None])[0])(params)
+
+    grads = jax.vmap(example_grad)(x, y)
+    norms = jax.vmap(optax.tree.norm)(grads)
+    scale = w * jnp.minimum(1.0, r.dp_clip_norm / jnp.maximum(norms, 1e-12))
+    leaves, treedef = jax.tree.flatten(jax.tree.map(lambda g: jnp.tensordot(scale, g, axes=1), grads))
+    keys = jax.random.split(key, len(leaves))
+    std = r.dp_noise_multiplier * r.dp_clip_norm
+    noised = [leaf + std * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
+    return jax.tree.map(lambda g: g / batch_size, jax.tree.unflatten(treedef, noised))
+
+
+def step_gradient(params, graphdef, r: StepOptions, batch_size: int, x, y, w, key):
+    """Loss, batch accuracy and the gradient to apply, with the recipe's options (off ones cost nothing)."""
+    if r.adversarial != "none":
+        x = adversarial_inputs(params, graphdef, x, y, r)
+    if r.trim_fraction > 0:
+        w = trimmed_weights(per_example_loss(params, graphdef, x, y), w, r.trim_fraction)
+    (loss, logits), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(params, graphdef, x, y, w)
+    if r.dp_clip_norm > 0:  # replaces the plain gradient, whose computation jit then drops
+        grads = private_gradient(params, graphdef, x, y, w, key, r, batch_size)
+    return loss, weighted_mean(jnp.argmax(logits, axis=-1) == y, w), grads
+
+
+def _epoch(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, w, key):
+    """One pass over the (padded) rows in a fresh order; returns per-step loss, gradient norm and accuracy."""
+    order_key, noise_key = jax.random.split(key)
+    perm = jax.random.permutation(order_key, X.shape[0])
+    steps = X.shape[0] // batch_size
+    batches = [a[perm].reshape(steps, batch_size, *a.shape[1:]) for a in (X, y, w)]
+    if sharding is not None and sharding.mesh.size > 1:  # on one device the constraint only slows XLA down
+        batches = [jax.lax.with_sharding_constraint(b, sharding) for b in batches]
+
+    def train_step(carry, batch):
+        params, opt_state = carry
+        *xyw, step_key = batch
+        loss, acc, grads = step_gradient(params, graphdef, r, batch_size, *xyw, step_key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), (loss, optax.tree.norm(grads), acc)
+
+    (params, opt_state), curves = jax.lax.scan(
+        train_step, (params, opt_state), (*batches, jax.random.split(noise_key, steps)))
+    return params, opt_state, *curves
+
+
+_STATIC = ("graphdef", "tx", "r", "sharding", "batch_size")
+train_epoch = jax.jit(_epoch, static_argnames=_STATIC)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def train_epoch_folds(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, W, key):
+    """k folds at once: each fold its own parameters and optimizer state, its own row weights W[k]."""
+    one = partial(_epoch, graphdef, tx, r, sharding, batch_size)
+    return jax.vmap(one, in_axes=(0, 0, None, None, 0, None))(params, opt_state, X, y, W, key)
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def predict_proba(graphdef, params, X):
+    return jax.nn.softmax(nnx.merge(graphdef, params)(X))
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def embed(graphdef, params, X):
+    return nnx.merge(graphdef, params).embed(X)
+
+
+def pad_rows(X: np.ndarray, y: np.ndarray, w: np.ndarray, batch_size: int):
+    """Pad to whole batches with zero-weight rows, so every step has the same shape."""
+    n_pad = -len(X) % batch_size
+    return (
+        np.concatenate([X, np.zeros((n_pad, X.shape[1]), X.dtype)]),
+        np.concatenate([y, np.zeros(n_pad, y.dtype)]),
+        np.concatenate([w, np.zeros(w.shape[:-1] + (n_pad,), w.dtype)], axis=-1),
+    )
+
+
+def batch_size_for(recipe: Recipe) -> int:
+    n_dev = jax.device_count()
+    return max(n_dev, recipe.batch_size // n_dev * n_dev)  # divisible by the device count
+
+
+class Trained(NamedTuple):
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    opt_state: Any
+    losses: np.ndarray  # [epochs, (folds,) steps]
+    grad_norms: np.ndarray
+    accuracies: np.ndarray
+
+
+class NonFiniteTraining(PoisongateError):
+    """Loss or gradient became NaN/inf: the run stops before anything is saved or registered."""
+
+
+def check_finite(epoch: int, losses: np.ndarray, grad_norms: np.ndarray) -> None:
+    bad = ~(np.isfinite(losses) & np.isfinite(grad_norms))
+    if bad.any():
+        step = int(np.argwhere(bad)[0][-1])
+        raise NonFiniteTraining(
+            f"data/clean.parquet: training loss or gradient became NaN/inf at epoch {epoch} step {step}; lower "
+            "train.learning_rate or set train.clip_grad_norm in params.yaml, and look for extreme values in the data")
+
+
+def fingerprint(X, y, w, spec: dict[str, Any], recipe: Recipe) -> str:
+    """Data + every setting that changes the parameter trajectory (not the number of epochs: a longer run
+    resumes a shorter one's checkpoint, nor the monitor or checkpoint settings of `train`)."""
+    trajectory = recipe.model_dump(include=set(Recipe.model_fields) - {"epochs"})
+    h = hashlib.sha256(json.dumps([spec, trajectory], sort_keys=True, default=str).encode())
+    for a in (X, y, w):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+class Checkpoints:
+    """Orbax CheckpointManager of (params, optimizer state, curves so far) every `every` epochs, keyed by a
+    fingerprint of data + settings so that a checkpoint of other data is never resumed."""
+
+    def __init__(self, directory: Path, every: int, key: str) -> None:
+        self.every, self.key = every, key
+        self.mngr = ocp.CheckpointManager(Path(directory).resolve(),  # Orbax needs absolute paths
+                                          options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+    def resume(self, params, opt_state):
+        """(epochs done, params, opt_state, curves) from the latest matching checkpoint, or None."""
+        step = self.mngr.latest_step()
+        if step is None:
+            return None
+        meta = self.mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if meta["fingerprint"] != self.key:  # another run's: start afresh
+            for old in self.mngr.all_steps():
+                self.mngr.delete(old)
+            return None
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, (params, opt_state))
+        got = self.mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), curves=ocp.args.StandardRestore()))
+        return step, *got["state"], [np.asarray(got["curves"][name]) for name in Trained._fields[3:]]
+
+    def maybe_save(self, epochs_done: int, last: bool, params, opt_state, curves) -> None:
+        if epochs_done % self.every and not last:
+            return
+        self.mngr.save(epochs_done, args=ocp.args.Composite(
+            state=ocp.args.StandardSave((params, opt_state)),
+            curves=ocp.args.StandardSave(dict(zip(Trained._fields[3:], (np.stack(c) for c in curves)))),
+            meta=ocp.args.JsonSave({"fingerprint": self.key})), force=True)
+        self.mngr.wait_until_finished()
+
+    def close(self) -> None:
+        self.mngr.close()
+
+
+def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Recipe, W: np.ndarray | None = None,
+                checkpoint_dir: Path | None = None, checkpoint_every: int = 1) -> Trained:
+    """Train one model (W None) or len(W) models at once, one per row-weight vector. X is already scaled.
+    With `checkpoint_dir`, resumes from its latest matching checkpoint and saves every
+    `checkpoint_every` epochs."""
+    bs = batch_size_for(recipe)
+    folds = None if W is None else len(W)
+    w = np.ones(len(X), np.float32) if W is None else W.astype(np.float32)
+    X, y, w = pad_rows(X, y.astype(np.int32), w, bs)
+    tx, r = optimizer_for(recipe), step_options(recipe)
+    sharding = data_sharding()
+    replicated = NamedSharding(sharding.mesh, P())
+    seed = recipe.seed
+    graphdef, params = nnx.split(models.build(spec, seed))
+    if folds is not None:  # one initialisation per fold, stacked on a leading axis for vmap
+        inits = [params] + [nnx.split(models.build(spec, seed + k))[1] for k in range(1, folds)]
+        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *inits)
+    params = jax.device_put(params, replicated)
+    opt_state = jax.vmap(tx.init)(params) if folds else tx.init(params)
+    curves: list[list[np.ndarray]] = [[], [], []]  # losses, grad norms, accuracies: one array per epoch
+    start, ckpt = 0, None
+    if checkpoint_dir is not None:
+        ckpt = Checkpoints(checkpoint_dir, checkpoint_every, fingerprint(X, y, w, spec, recipe))
+        resumed = ckpt.resume(params, opt_state)
+        if resumed is not None:
+            start, params, opt_state, saved = resumed
+            curves = [list(c) for c in saved]
+    X, y, w = (jax.device_put(a, replicated) for a in (X, y, w))
+    key = jax.random.key(seed)
+    step_fn = train_epoch if folds is None else train_epoch_folds
+    epochs = recipe.epochs
+    try:
+        for epoch in range(start, epochs):
+            params, opt_state, *epoch_curves = step_fn(graphdef, tx, r, sharding, bs, params, opt_state, X, y, w,
+                                                       jax.random.fold_in(key, epoch))
+            jax.block_until_ready(epoch_curves)  # see STACK_NOTES: back-to-back multi-device steps can abort on 2 cores
+            for store, values in zip(curves, epoch_curves):
+                store.append(np.asarray(values))
+            check_finite(epoch, curves[0][-1], curves[1][-1])
+            if ckpt is not None:
+                ckpt.maybe_save(epoch + 1, epoch + 1 == epochs, params, opt_state, curves)
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+    return Trained(graphdef, params, opt_state, *(np.stack(c) for c in curves))
+
+
+def fit(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Recipe, W: np.ndarray | None = None):
+    """(graphdef, params, opt_state, losses, grad_norms): the five values callers of the spine unpack."""
+    return tuple(train_model(X, y, spec, recipe, W))[:5]
+
+
+def loss_spikes(losses: np.ndarray, window: int, threshold: float, min_scale: float) -> list[dict[str, float]]:
+    """Steps whose loss lies more than `threshold` robust z-scores (median/MAD) above the previous `window`
+    steps. `min_scale` floors the MAD so that a converged, near-constant loss does not flag noise."""
+    if len(losses) <= window:
+        return []
+    past = sliding_window_view(losses[:-1], window)  # past[i]: the window before step i + window
+    median, mad = median_and_scale(past, axis=1)
+    z = (losses[window:] - median) / np.maximum(mad, min_scale)
+    return [{"step": int(i + window), "loss": float(losses[i + window]), "zscore": float(z[i])}
+            for i in np.flatnonzero(z > threshold)]
+
+
+def privacy_spent(recipe: Recipe, n_rows: int) -> float:
+    """(epsilon) of DP-SGD at train.dp_sgd.delta, by the RDP accountant; batches are treated as Poisson samples
+    of rate batch/n (the usual accounting for shuffled batches)."""
+    batch = batch_size_for(recipe)
+    steps = recipe.epochs * -(-n_rows // batch)
+    event = dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+        min(1.0, batch / n_rows), dp_accounting.GaussianDpEvent(recipe.dp_sgd.noise_multiplier)), steps)
+    accountant = rdp.RdpAccountant()
+    accountant.compose(event)
+    return float(accountant.get_epsilon(recipe.dp_sgd.delta))
+
+
+def accuracy(graphdef, params, X: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(predict_proba(graphdef, params, X)).argmax(axis=1) == y))

@@ -1,0 +1,1 @@
+"""What is kept: the model registry and champion, the quarantine store, git + DVC versions, history, rollback."""

@@ -1,0 +1,68 @@
+"""The end of every run, refused or not: keep everything it produced and say what happened.
+
+quarantine/<run_id>.parquet    every quarantined row, with its reasons and scores (append-only)
+registry/<run_id>/             the candidate and its decision (store/registry.py)
+runs/<run_id>.json|.md         the run report
+Then the run's outputs are committed to dvc.lock, git, and the DVC remote."""
+from __future__ import annotations
+
+from typing import Any
+
+from poisongate import data_gate
+from poisongate.config import Config
+from poisongate.reports import plots, run_report
+from poisongate.store import registry, versioning
+from poisongate.tables import read_table, write_table
+from poisongate.workspace import Workspace
+
+
+def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) -> int:
+    """Keep this run's quarantined rows; a batch refused by the data gate is kept whole."""
+    if "filter" in summaries:
+        frame = read_table(ws.quarantine)
+    elif summaries.get("ingest", {}).get("passed") is False:
+        frame = read_table(ws.incoming)
+        frame["quarantine_reason"] = "batch refused at ingest: " + summaries["ingest"]["reason"]
+    elif summaries.get("validate", {}).get("passed") is False:
+        frame = read_table(ws.incoming)
+        frame["quarantine_reason"] = data_gate.refusal(summaries["validate"])
+    else:
+        return 0
+    write_table(frame, ws.quarantine_store / f"{run_id}.parquet")
+    return len(frame)
+
+
+def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
+    i, v, f, p = summaries.get("ingest"), summaries.get("validate"), summaries.get("filter"), summaries.get("promote")
+    if i and i.get("passed") is False:
+        return False, f"batch refused at ingest: {i['reason']}"
+    if v and not v["passed"]:
+        return False, (f"{i['source'] if i else 'incoming batch'}: {data_gate.refusal(v)}; "
+                       "fix the batch at its source (it is kept whole in quarantine/)")
+    if f and not f["passed"]:
+        return False, (f"batch refused by the poisoning gate: {f['quarantined_share']:.0%} of rows flagged "
+                       f"> filter.max_quarantine_share {f['max_quarantine_share']}")
+    if p:
+        return p["passed"], "candidate promoted to champion" if p["passed"] else p["reason"]
+    return False, "run stopped before the promotion gate"
+
+
+def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config,
+           options: dict[str, Any]) -> dict[str, Any]:
+    """Archive, register, version, report: done for every run, refused or not. `options` are the run's own
+    settings over params.yaml (`--simulate`, `--batch`): recorded in the report, never written to params.yaml."""
+    git_parent = versioning.run(ws, "git", "rev-parse", "HEAD").strip()
+    archive_quarantine(ws, run_id, summaries)
+    if "promote" in summaries:
+        registry.register_candidate(ws, run_id, summaries["promote"])
+    passed, text = verdict(summaries)
+    pictures = plots.write(ws, summaries, config)
+    versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False])
+    full = run_report.build(run_id, summaries, text, versioning.hashes(ws), git_parent)
+    full["run_options"] = options
+    full["champion"] = registry.champion_id(ws)  # the champion after this run: what a rollback to it restores
+    full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
+    markdown = run_report.write(ws, full)
+    commit = versioning.commit_and_push(ws, f"poisongate run {run_id}: {text}")
+    return {"passed": passed, "verdict": text, "markdown": markdown, "commit": commit,
+            "report": str(ws.runs / f"{run_id}.json")}
