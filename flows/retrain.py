@@ -11,9 +11,9 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish
 from poisongate import config as configuration
 from poisongate.errors import GateRefused
-from poisongate.reports import run_report
 from poisongate.store import record, versioning
 from poisongate.store.lock import workspace_lock
 from poisongate.workspace import Workspace, new_run_id
@@ -40,7 +40,7 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
             if summaries[name].get("passed") is False:
                 break
         outcome = finish_task(ws, run_id, summaries, config, options)
-    run_report.publish(ws, outcome["report"])
+    publish(ws, outcome["report"])
     print(f"run {run_id}: {outcome['verdict']} (report {outcome['report']})")
     if not outcome["passed"]:
         raise GateRefused(outcome["verdict"])

@@ -11,11 +11,10 @@ differently, because of what they are:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import numpy as np
-
 import pandas as pd
 
 from poisongate.config import SimulateConfig

@@ -34,7 +34,7 @@ class Split(Section):
     batches: Count
 
     @model_validator(mode="after")
-    def _leaves_rows(self) -> "Split":
+    def _leaves_rows(self) -> Split:
         if self.reference_fraction + self.holdout_fraction >= 1:
             raise ValueError("reference_fraction + holdout_fraction must be < 1 (the rest are the incoming batches)")
         return self
@@ -208,7 +208,7 @@ class Config(Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
-    def replace(self, section: str, **values: Any) -> "Config":
+    def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (run options such as `--simulate`; a nested section such
         as data.sha256 is updated key by key, a mapping such as filter.detectors replaced), validated again."""
         current, model = self.model_dump(by_alias=True), getattr(self, "validation" if section == "validate" else section)

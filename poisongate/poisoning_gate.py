@@ -4,8 +4,9 @@ a robust fit and threshold from the batch itself). A row past any threshold is q
 every detector that flagged it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,7 +138,7 @@ def refusal(screening: Screening, cfg: FilterConfig) -> str | None:
     """Why the whole batch is refused (too many rows flagged), or None."""
     if screening.share <= cfg.max_quarantine_share:
         return None
-    return f"batch refused: {screening.share:.0%} of rows flagged > filter.max_quarantine_share {cfg.max_quarantine_share}"
+    return f"{screening.share:.0%} of rows flagged > filter.max_quarantine_share {cfg.max_quarantine_share}"
 
 
 def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -165,6 +166,7 @@ def summary(screening: Screening, cfg: FilterConfig, ids: np.ndarray, mask: np.n
 
     return {
         "passed": refused is None,
+        "reason": refused,
         "rows": len(mask),
         "quarantined": int(mask.sum()),
         "quarantined_share": screening.share,

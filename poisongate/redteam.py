@@ -15,7 +15,7 @@ import platform
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ def describe(config: Config, data: MatrixData, names: list[str], seeds: list[int
     """What ran, where and when: recorded with every matrix."""
     cfg = config.redteam
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
         "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
         "data": config.data.source, "batch_rows": len(data.batch),
@@ -240,7 +240,7 @@ def _pct(value: float | None) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [f"# poisongate red-team matrix", "", *(f"- {k}: {v}" for k, v in meta.items()), "",
+    lines = ["# poisongate red-team matrix", "", *(f"- {k}: {v}" for k, v in meta.items()), "",
              "Accuracy on the golden holdout (%), mean over seeds. *clean*: no attack, no gates; *champion*: trusted "
              "reference alone; *served*: the candidate if promoted, else the champion. P/R/F1: the quarantine vs the "
              "poisoned rows (a refused batch is quarantined whole); detector P/R: the poisoning gate's row flags alone. "

@@ -4,14 +4,14 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RUN_ID_FORMAT = "%Y%m%dT%H%M%S%fZ"  # UTC, sortable: run ids, rollback records
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).strftime(RUN_ID_FORMAT)
+    return (now or datetime.now(UTC)).strftime(RUN_ID_FORMAT)
 
 
 def run_time(run_id: str) -> datetime:

@@ -14,8 +14,7 @@ import numpy as np
 
 from poisongate.config import Config, TrainConfig
 from poisongate.learning import models
-from poisongate.learning.training import (NonFiniteTraining, Trained, accuracy, loss_spikes, privacy_spent,
-                                          train_model)
+from poisongate.learning.training import NonFiniteTraining, Trained, accuracy, loss_spikes, privacy_spent, train_model
 from poisongate.schema import to_arrays
 from poisongate.sources import workspace_reference
 from poisongate.tables import read_table

@@ -8,9 +8,9 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from bad_inputs import CORPUS, MAX_BYTES
 from conftest import set_params
+
 from poisongate.data_gate import build_suite, validate_frame
 from poisongate.errors import PoisongateError
 from poisongate.schema import schema_from_reference

@@ -1,16 +1,15 @@
 """Two runs on one workspace: the second waits for the workspace lock or fails with one line; nothing interleaves."""
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import timezone
+from datetime import UTC
 
 import pytest
-
 from conftest import ROOT, set_params
+
 from poisongate import config as configuration
 from poisongate.errors import PoisongateError
 from poisongate.store.lock import workspace_lock
@@ -96,7 +95,7 @@ def test_two_cli_runs_at_once_do_not_interleave(make_workspace, tmp_path):
             for b in (0, 1)]
     codes = [p.wait(timeout=600) for p in runs]
     outputs = [(f.seek(0), f.read())[1] for f in logs]
-    started = sorted(run_time(p.stem).replace(tzinfo=timezone.utc).timestamp()
+    started = sorted(run_time(p.stem).replace(tzinfo=UTC).timestamp()
                      for p in ws.runs.glob("*.json"))  # run ids are the times the runs started
     log = subprocess.run(["git", "log", "--reverse", "--format=%ct %s"], cwd=ws.root, capture_output=True, text=True)
     runs_committed = [line for line in log.stdout.splitlines() if " poisongate run " in line]

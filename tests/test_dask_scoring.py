@@ -3,8 +3,8 @@ import socket
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, blobs
+
 from poisongate import config as configuration
 from poisongate.errors import PoisongateError
 from poisongate.poisoning_gate import screen

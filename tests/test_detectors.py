@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import blobs
 
 from poisongate.detectors import base
 from poisongate.detectors import registry as detectors
@@ -7,8 +8,6 @@ from poisongate.detectors.confident_learning import label_margin
 from poisongate.errors import PoisongateError
 from poisongate.poisoning_gate import calibrate, screen
 from poisongate.schema import to_arrays
-
-from conftest import blobs
 
 
 def calibrated(name, options, X, y, fpr, folds=5, seed=0):

@@ -6,10 +6,10 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
+from conftest import set_params
 
 from flows.retrain import retrain
 from poisongate.store import versioning
-from conftest import set_params
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,13 @@ import io
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
 
-from poisongate.errors import PoisongateError
 from poisongate.config import ValidateConfig
 from poisongate.data_gate import build_suite, validate_frame
+from poisongate.errors import PoisongateError
 from poisongate.schema import Schema, as_received, batch_problem, to_arrays
 from poisongate.tables import parse_table, write_table
 

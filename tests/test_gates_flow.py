@@ -4,9 +4,9 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import set_params
 
 from flows.retrain import retrain
-from conftest import set_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from poisongate.reports import plots
 from poisongate.poisoning_gate import histogram
+from poisongate.reports import plots
 
 
 def saved_png(fig, tmp_path, name):

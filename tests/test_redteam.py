@@ -4,13 +4,12 @@ import shutil
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from poisongate import config as configuration
 from poisongate import redteam as rt
 from poisongate.errors import ConfigError
 from poisongate.workspace import Workspace
-
-from conftest import ROOT
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from flows.retrain import retrain
 from poisongate.store import versioning
 

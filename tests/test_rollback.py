@@ -5,10 +5,10 @@ import subprocess
 import pytest
 import yaml
 
-from poisongate.store import versioning
 from poisongate.errors import PoisongateError
-from poisongate.workspace import Workspace
+from poisongate.store import versioning
 from poisongate.store.rollback import champion_of, choose_target
+from poisongate.workspace import Workspace
 
 
 def row(run_id, promoted, revoked=False):
@@ -76,9 +76,10 @@ def champion(ws):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_poison_accepted_by_a_loose_gate_is_rolled_back_and_retraining_reproduces_the_clean_model(make_workspace, prefect_harness, tmp_path):
+    from conftest import set_params
+
     from flows.retrain import retrain
     from flows.rollback import rollback
-    from conftest import set_params
     from poisongate.store.history import history
 
     ws = make_workspace()

@@ -4,12 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from poisongate.learning import models
 from poisongate.errors import PoisongateError
-from poisongate.workspace import Workspace
+from poisongate.learning import models
 from poisongate.learning.crossval import cross_validate, fold_of_rows
 from poisongate.learning.training import NonFiniteTraining, accuracy, fit, loss_spikes, predict_proba, train_model
 from poisongate.tables import write_table
+from poisongate.workspace import Workspace
 from tasks import run_stage
 
 

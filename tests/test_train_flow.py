@@ -3,8 +3,8 @@ registers no model."""
 import json
 
 import pytest
-
 from conftest import set_params
+
 from flows.retrain import retrain
 from poisongate.store.registry import champion_id
 

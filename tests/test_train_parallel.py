@@ -10,8 +10,8 @@ import sys
 import jax
 import numpy as np
 import pytest
-
 from conftest import ROOT, blobs, recipe
+
 from poisongate.learning import models
 from poisongate.learning.training import fit
 

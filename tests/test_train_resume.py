@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-
 from conftest import ROOT, blobs, recipe
+
 from poisongate.learning import models
 from poisongate.learning.training import train_model
 

@@ -4,14 +4,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import blobs, recipe
 from flax import nnx
 
-from conftest import blobs, recipe
 from poisongate.errors import ConfigError
 from poisongate.learning import models
-from poisongate.learning.training import (StepOptions, accuracy, adversarial_inputs, optimizer, per_example_loss,
-                                          privacy_spent, private_gradient, step_gradient, step_options, train_model,
-                                          trimmed_weights)
+from poisongate.learning.training import (
+    StepOptions,
+    accuracy,
+    adversarial_inputs,
+    optimizer,
+    per_example_loss,
+    privacy_spent,
+    private_gradient,
+    step_gradient,
+    step_options,
+    train_model,
+    trimmed_weights,
+)
 
 CFG = recipe(hidden=[16], epochs=15, batch_size=32, learning_rate=0.01, weight_decay=0.0,
              dp_sgd={"enabled": False, "delta": 1e-5, "noise_multiplier": 1.0, "clip_norm": 1.0})

@@ -41,10 +41,10 @@ class Detector:
     def __init__(self, options: DetectorOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "Detector":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Detector:
         raise NotImplementedError
 
-    def fit_untrusted(self, X: np.ndarray, y: np.ndarray) -> "Detector":
+    def fit_untrusted(self, X: np.ndarray, y: np.ndarray) -> Detector:
         """No trusted rows: fit on the batch itself. The default estimators are already robust (median/MAD)."""
         return self.fit(X, y)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +22,8 @@ import optax
 import orbax.checkpoint as ocp
 from dp_accounting import rdp
 from flax import nnx
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 from numpy.lib.stride_tricks import sliding_window_view
 
 from poisongate.config import Recipe
@@ -57,7 +58,7 @@ def step_options(recipe: Recipe) -> StepOptions:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def optimizer(learning_rate: float, weight_decay: float, clip_grad_norm: float = 0.0) -> optax.GradientTransformation:
     # Cached so equal settings give the same object: it is a static argument of the jitted epoch.
     adamw = optax.adamw(learning_rate, weight_decay=weight_decay)
@@ -68,7 +69,7 @@ def optimizer_for(recipe: Recipe) -> optax.GradientTransformation:
     return optimizer(recipe.learning_rate, recipe.weight_decay, recipe.clip_grad_norm)
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_sharding() -> NamedSharding:
     mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
     return NamedSharding(mesh, P(None, "data"))  # [steps, batch, ...]: split each batch across devices

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from poisongate.reports import cell
@@ -107,26 +106,3 @@ def write(ws: Workspace, report: dict[str, Any]) -> str:
     atomic_write_text(ws.runs / f"{report['run_id']}.md", text)
     return text
 
-
-def publish(ws: Workspace, report_path: str | Path) -> None:
-    """The run's Prefect artifacts: the report, the promotion decision, the quarantined rows, the GX Data Docs.
-    Only for runs inside a Prefect flow. Read back from runs/<run_id>.json, so every value is a plain JSON
-    scalar (table artifacts reject numpy types)."""
-    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
-
-    report_path = Path(report_path)
-    report = json.loads(report_path.read_text())
-    create_markdown_artifact(markdown=report_path.with_suffix(".md").read_text(), key="poisongate-run-report",
-                             description=report["verdict"])
-    s = report["stages"]
-    if s.get("promote"):
-        create_table_artifact(table=s["promote"]["checks"],
-                              key="poisongate-promotion-decision", description=s["promote"]["reason"])
-    if s.get("filter", {}).get("quarantined_rows"):
-        create_table_artifact(table=[{"id": r["id"], "reason": r["reason"], **r["scores"]}
-                                     for r in s["filter"]["quarantined_rows"]],
-                              key="poisongate-quarantined-rows", description=f"run {report['run_id']}")
-    docs = s.get("validate", {}).get("data_docs")
-    if docs:
-        target = docs if "://" in str(docs) else (ws.root / docs).resolve().as_uri()
-        create_link_artifact(link=target, link_text="Great Expectations Data Docs", key="poisongate-data-docs")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from poisongate.errors import PoisongateError
 from poisongate.reports import cell
 from poisongate.store import versioning
-from poisongate.errors import PoisongateError
 from poisongate.workspace import Workspace, run_time
 
 RUN_COMMIT_PREFIX = "poisongate run "

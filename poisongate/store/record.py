@@ -40,8 +40,7 @@ def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
         return False, (f"{i['source'] if i else 'incoming batch'}: {data_gate.refusal(v)}; "
                        "fix the batch at its source (it is kept whole in quarantine/)")
     if f and not f["passed"]:
-        return False, (f"batch refused by the poisoning gate: {f['quarantined_share']:.0%} of rows flagged "
-                       f"> filter.max_quarantine_share {f['max_quarantine_share']}")
+        return False, f"batch refused by the poisoning gate: {f['reason']}"
     if p:
         return p["passed"], "candidate promoted to champion" if p["passed"] else p["reason"]
     return False, "run stopped before the promotion gate"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,5 +43,5 @@ def champion_id(ws: Workspace) -> str | None:
 
 def set_champion(ws: Workspace, run_id: str, **why: Any) -> None:
     """Point the champion at a registered model: one atomic rename."""
-    entry = {"run_id": run_id, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **why}
+    entry = {"run_id": run_id, "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"), **why}
     atomic_write_text(ws.registry / "champion.json", json.dumps(entry, indent=1) + "\n")

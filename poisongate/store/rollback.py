@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from poisongate.store import history, registry, versioning
 from poisongate.errors import PoisongateError
+from poisongate.store import history, registry, versioning
 from poisongate.workspace import Workspace, atomic_write_text, new_run_id
 
 RESTORED_FROM_GIT = ("dvc.lock", "params.yaml", "expectations", "reports")
@@ -68,7 +68,7 @@ def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
     champion = champion_of(ws, target)
     restored = restore_dataset(ws, target["commit"])
     registry.set_champion(ws, champion, restored_by_rollback_to=target["run_id"])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     entry = {"at": now.isoformat(timespec="seconds"), "to": target["run_id"], "commit": target["commit"],
              "champion_before": current, "champion": champion,
              "revoked": [r["run_id"] for r in rows if r["run_id"] > target["run_id"]], "verified_hashes": restored}
