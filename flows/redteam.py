@@ -45,7 +45,8 @@ def redteam(workspace: str = ".", attacks: list[str] | None = None, rates: list[
     paths = rt.write_outputs(ws.path(cfg.out), result)
     missed = sum(r["target"] == "missed" for r in summary)
     create_table_artifact(table=rt.table_rows(summary), key="poisongate-redteam",
-                          description=f"{len(cells)} cells; targets missed in {missed} of {len(summary)} attack x rate rows")
+                          description=f"{len(cells)} cells; targets missed in {missed} of {len(summary)} "
+                                      "attack x rate rows")
     print(f"red team: {len(cells)} cells in {meta['seconds']} s; targets missed in {missed} of {len(summary)} rows; "
           f"{paths['md']}")
     return {**result, "paths": paths}

@@ -22,6 +22,7 @@ def rollback(workspace: str = ".", to: str | None = None) -> dict[str, Any]:
     ws = Workspace(workspace)
     with workspace_lock(ws, configuration.load(ws.params).data.lock_timeout_s):
         entry = rollback_task(ws, to)
-    create_markdown_artifact(markdown=rollbacks.markdown(entry), key="poisongate-rollback", description=entry["message"])
+    create_markdown_artifact(markdown=rollbacks.markdown(entry), key="poisongate-rollback",
+                             description=entry["message"])
     print(entry["message"])
     return entry

@@ -38,7 +38,8 @@ def _choose(n: int, rate: float, rng: np.random.Generator, among: np.ndarray | N
     among = np.arange(n) if among is None else among
     count = int(round(rate * n))
     if count > len(among):
-        raise PoisongateError(f"attack rate {rate} needs {count} rows but only {len(among)} can be poisoned; lower the rate")
+        raise PoisongateError(f"attack rate {rate} needs {count} rows but only {len(among)} can be poisoned; "
+                              "lower the rate")
     mask = np.zeros(n, dtype=bool)
     mask[rng.choice(among, size=count, replace=False)] = True
     return mask
@@ -187,14 +188,16 @@ def attack_success_rate(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarr
     return float(np.mean(np.asarray(predict(triggered)) == target)) if len(victims) else 0.0
 
 
-def simulate(X: np.ndarray, y: np.ndarray, name: str, rate: float, seed: int, n_classes: int, options: dict | None = None):
+def simulate(X: np.ndarray, y: np.ndarray, name: str, rate: float, seed: int, n_classes: int,
+             options: dict | None = None):
     if name not in ATTACKS:
         raise PoisongateError(f"unknown attack {name!r} in simulate.attack; choose one of {sorted(ATTACKS)}")
     fn, args = ATTACKS[name], (X, y, float(rate), np.random.default_rng(seed), n_classes)
     try:
         inspect.signature(fn).bind(*args, **(options or {}))
     except TypeError as e:  # an option this attack does not have
-        raise ConfigError(f"params.yaml: simulate.options.{name}: {e}; see poisongate/attacks.py for its options") from None
+        raise ConfigError(f"params.yaml: simulate.options.{name}: {e}; "
+                          "see poisongate/attacks.py for its options") from None
     return fn(*args, **(options or {}))
 
 

@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="list every dataset and model version with its decision and metrics")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
-    p = sub.add_parser("rollback", help="restore the last clean dataset (or --to VERSION) and the champion of that time")
+    p = sub.add_parser("rollback",
+                       help="restore the last clean dataset (or --to VERSION) and the champion of that time")
     p.add_argument("--to", metavar="VERSION", help="a run id or git commit (prefix) from `poisongate history`")
 
     p = sub.add_parser("init", help="make the workspace a git repo + DVC project with a local remote")

@@ -211,7 +211,8 @@ class Config(Section):
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some keys of one section changed (run options such as `--simulate`; a nested section such
         as data.sha256 is updated key by key, a mapping such as filter.detectors replaced), validated again."""
-        current, model = self.model_dump(by_alias=True), getattr(self, "validation" if section == "validate" else section)
+        current, model = (self.model_dump(by_alias=True),
+                          getattr(self, "validation" if section == "validate" else section))
         for key, value in values.items():
             nested = isinstance(getattr(model, key, None), Section) and isinstance(value, dict)
             current[section][key] = {**current[section][key], **value} if nested else value

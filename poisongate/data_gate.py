@@ -40,10 +40,12 @@ def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, mi
         share = reference[schema.label].value_counts(normalize=True)
         expectations.append(_expect(
             "expect_column_kl_divergence_to_be_less_than", column=schema.label, threshold=cfg.max_class_kl,
-            partition_object={"values": list(schema.classes), "weights": [float(share.get(c, 0.0)) for c in schema.classes]},
+            partition_object={"values": list(schema.classes),
+                              "weights": [float(share.get(c, 0.0)) for c in schema.classes]},
         ))
     if cfg.max_duplicate_share is not None:
-        expectations.append(_expect("expect_compound_columns_to_be_unique", column_list=[schema.label, *schema.features],
+        expectations.append(_expect("expect_compound_columns_to_be_unique",
+                                    column_list=[schema.label, *schema.features],
                                     mostly=1.0 - cfg.max_duplicate_share))
     stds = reference[list(schema.features)].std().to_numpy(dtype=np.float64)
     typical = float(np.median(stds[stds > 0])) if (stds > 0).any() else 1.0
@@ -67,8 +69,10 @@ def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, mi
                                         min_value=float(values.mean()) - band, max_value=float(values.mean()) + band))
         if cfg.stdev_band is not None:
             low, high = cfg.stdev_band
-            floor = low * float(values.std()) if values.std() >= 0.25 * typical else 0.0  # a sparse column may be constant
-            expectations.append(_expect("expect_column_stdev_to_be_between", column=col, min_value=floor, max_value=high * spread))
+            # a sparse column may be constant
+            floor = low * float(values.std()) if values.std() >= 0.25 * typical else 0.0
+            expectations.append(_expect("expect_column_stdev_to_be_between", column=col, min_value=floor,
+                                        max_value=high * spread))
         if cfg.quantile_band is not None:
             band = cfg.quantile_band * spread
             ranges = [[float(q) - band, float(q) + band] for q in np.quantile(values, QUANTILES)]
@@ -82,7 +86,8 @@ def _type_family(column: pd.Series) -> list[str]:
     if pd.api.types.is_float_dtype(column):
         return ["float16", "float32", "float64", "Float32", "Float64"]
     if pd.api.types.is_integer_dtype(column):
-        return ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64", "uint8", "uint16", "uint32", "uint64"]
+        return ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64",
+                "uint8", "uint16", "uint32", "uint64"]
     return [str(column.dtype)]
 
 

@@ -27,7 +27,8 @@ def pins(path: Path, pinned: str | None) -> list[tuple[str, str]]:
         found.append((words[0] if words else "", str(side)))
     for expected, origin in found:
         if not HEX64.fullmatch(expected):
-            raise PoisongateError(f"{origin}: {expected!r} is not a SHA-256 (64 hex digits); write `sha256sum {path.name}`'s output there")
+            raise PoisongateError(f"{origin}: {expected!r} is not a SHA-256 (64 hex digits); "
+                                  f"write `sha256sum {path.name}`'s output there")
     return found
 
 
@@ -38,7 +39,8 @@ def verify(path: Path, raw: bytes, pinned: str | None) -> str:
         if expected.lower() != actual:
             raise PoisongateError(
                 f"{path}: SHA-256 {actual[:16]}... does not match {expected[:16]}... pinned in {origin}; "
-                "the file changed since it was pinned: get it again from its source, or re-pin it if the change is trusted"
+                "the file changed since it was pinned: get it again from its source, "
+                "or re-pin it if the change is trusted"
             )
     return actual
 

@@ -141,7 +141,8 @@ def refusal(screening: Screening, cfg: FilterConfig) -> str | None:
     return f"{screening.share:.0%} of rows flagged > filter.max_quarantine_share {cfg.max_quarantine_share}"
 
 
-def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: np.ndarray, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: np.ndarray,
+                     scores: dict[str, np.ndarray]) -> pd.DataFrame:
     """The quarantined rows as received, plus why: nothing is dropped, everything is explained."""
     out = batch.loc[mask].copy()
     out["quarantine_reason"] = np.asarray(reasons, dtype=object)[mask]

@@ -48,7 +48,8 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, cv: dict[
     spikes = len(training.get("loss_spikes") or [])
     nonfinite = bool(training.get("nonfinite", False))
     checks = [
-        _check("holdout accuracy >= floor", candidate["accuracy"], cfg.min_accuracy, candidate["accuracy"] >= cfg.min_accuracy),
+        _check("holdout accuracy >= floor", candidate["accuracy"], cfg.min_accuracy,
+               candidate["accuracy"] >= cfg.min_accuracy),
         _check("every class recall >= floor", worst_class, cfg.min_class_recall, worst_class >= cfg.min_class_recall),
         _check("cv fold spread <= bound", cv["spread"], cfg.max_cv_spread, cv["spread"] <= cfg.max_cv_spread),
         _check("worst fold below median of the others <= bound", fold_gap, cfg.max_fold_gap,
@@ -63,9 +64,10 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, cv: dict[
         drop = champion["accuracy"] - candidate["accuracy"]
         class_drop, worst = max((champion["class_recall"][c] - r, c) for c, r in candidate["class_recall"].items())
         checks += [
-            _check("accuracy drop vs champion <= bound", drop, cfg.max_accuracy_drop, drop <= cfg.max_accuracy_drop + EPS),
-            _check(f"largest class recall drop vs champion <= bound (class {worst})", class_drop, cfg.max_class_recall_drop,
-                   class_drop <= cfg.max_class_recall_drop + EPS),
+            _check("accuracy drop vs champion <= bound", drop, cfg.max_accuracy_drop,
+                   drop <= cfg.max_accuracy_drop + EPS),
+            _check(f"largest class recall drop vs champion <= bound (class {worst})", class_drop,
+                   cfg.max_class_recall_drop, class_drop <= cfg.max_class_recall_drop + EPS),
         ]
     failed = [c for c in checks if c["passed"] is False]
     return {

@@ -52,7 +52,8 @@ class Model:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = widen(X, self.spec["n_features"])
-        return np.asarray(training.predict_proba(self.graphdef, self.weights, models.scale(X, self.spec))).argmax(axis=1)
+        return np.asarray(training.predict_proba(self.graphdef, self.weights,
+                                                 models.scale(X, self.spec))).argmax(axis=1)
 
 
 def load_data(ws: Workspace, config: Config) -> MatrixData:
@@ -164,7 +165,8 @@ def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: i
         folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, config.crossval.folds)
         candidate = evaluate(gated, X_hold, y_hold)
         decision = promotion.decide(candidate, base["champion"], crossval.summary(folds), config.promote)
-        cell.update(accuracy_with_gates=candidate["accuracy"], promoted=decision["passed"], promotion=decision["reason"])
+        cell.update(accuracy_with_gates=candidate["accuracy"], promoted=decision["passed"],
+                    promotion=decision["reason"])
     cell["served_accuracy"] = cell["accuracy_with_gates"] if cell["promoted"] else cell["champion_accuracy"]
     if attack == "backdoor":
         cell["asr_clean"] = base["clean_asr"]
@@ -197,7 +199,8 @@ def describe(config: Config, data: MatrixData, names: list[str], seeds: list[int
 # ---- summary, targets and outputs ------------------------------------------------------------------------------
 
 MEANS = ("clean_accuracy", "accuracy_without_gates", "accuracy_with_gates", "served_accuracy", "champion_accuracy",
-         "precision", "recall", "f1", "detector_precision", "detector_recall", "asr_clean", "asr_without_gates", "asr_with_gates")
+         "precision", "recall", "f1", "detector_precision", "detector_recall", "asr_clean", "asr_without_gates",
+         "asr_with_gates")
 
 
 def summarize(cells: list[dict[str, Any]], targets: Targets) -> list[dict[str, Any]]:
@@ -210,7 +213,8 @@ def summarize(cells: list[dict[str, Any]], targets: Targets) -> list[dict[str, A
         row["refused"] = int(group["batch_refused"].notna().sum())
         row["refused_by"] = sorted(group["batch_refused"].dropna().unique().tolist())
         row["worst_seed_drop"] = float((group["clean_accuracy"] - group["accuracy_with_gates"]).max())
-        row["worse_promoted"] = int((group["promoted"] & (group["accuracy_with_gates"] < group["champion_accuracy"])).sum())
+        row["worse_promoted"] = int(
+            (group["promoted"] & (group["accuracy_with_gates"] < group["champion_accuracy"])).sum())
         row["target"], row["why"] = check_targets(row, targets)
         rows.append(row)
     return rows
@@ -225,11 +229,12 @@ def check_targets(row: dict[str, Any], targets: Targets) -> tuple[str, str]:
     bound = {float(r): float(b) for r, b in targets.max_accuracy_drop.items()}.get(row["rate"])
     if bound is not None and drop > bound:
         misses.append(f"gated accuracy {drop * 100:.1f} points below clean (bound {bound * 100:.0f}); " + (
-            f"batch refused in {row['refused']} seed(s), the champion has {row['champion_accuracy']:.3f}" if row["refused"]
-            else f"detection recall {row['recall']:.2f}, precision {row['precision']:.2f}"))
+            f"batch refused in {row['refused']} seed(s), the champion has {row['champion_accuracy']:.3f}"
+            if row["refused"] else f"detection recall {row['recall']:.2f}, precision {row['precision']:.2f}"))
     if row.get("asr_with_gates") is not None:
         if row["asr_with_gates"] > targets.max_backdoor_asr:
-            misses.append(f"ASR with gates {row['asr_with_gates']:.2f} > {targets.max_backdoor_asr} (recall {row['recall']:.2f})")
+            misses.append(f"ASR with gates {row['asr_with_gates']:.2f} > {targets.max_backdoor_asr} "
+                          f"(recall {row['recall']:.2f})")
         if drop > targets.max_backdoor_clean_cost:
             misses.append(f"clean-accuracy cost {drop * 100:.1f} points > {targets.max_backdoor_clean_cost * 100:.0f}")
     return ("missed", "; ".join(misses)) if misses else ("met", "")
@@ -243,12 +248,12 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# poisongate red-team matrix", "", *(f"- {k}: {v}" for k, v in meta.items()), "",
              "Accuracy on the golden holdout (%), mean over seeds. *clean*: no attack, no gates; *champion*: trusted "
              "reference alone; *served*: the candidate if promoted, else the champion. P/R/F1: the quarantine vs the "
-             "poisoned rows (a refused batch is quarantined whole); detector P/R: the poisoning gate's row flags alone. "
-             "Worst drop: the largest clean - gates gap over seeds (points). Refused: batches refused whole, by: "
-             "D = the data gate (GX), F = the poisoning gate (too many rows flagged). ASR: backdoor attack success rate "
-             "on triggered clean holdout rows.", "",
-             "| attack | rate | clean | no gates | gates | worst drop | served | champion | promoted | refused | P | R | F1 | "
-             "detector P | detector R | ASR no gates | ASR gates | target | why |", "|" + "---|" * 19]
+             "poisoned rows (a refused batch is quarantined whole); detector P/R: the poisoning gate's row flags "
+             "alone. Worst drop: the largest clean - gates gap over seeds (points). Refused: batches refused whole, "
+             "by: D = the data gate (GX), F = the poisoning gate (too many rows flagged). ASR: backdoor attack "
+             "success rate on triggered clean holdout rows.", "",
+             "| attack | rate | clean | no gates | gates | worst drop | served | champion | promoted | refused | "
+             "P | R | F1 | detector P | detector R | ASR no gates | ASR gates | target | why |", "|" + "---|" * 19]
     for r in rows:
         by = "".join(sorted({"D" if reason.startswith("data gate") else "F" for reason in r["refused_by"]}))
         lines.append(

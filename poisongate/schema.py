@@ -113,7 +113,8 @@ def _text_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
     for col in ([schema.label] if numeric_labels else []) + list(schema.features):
         row = _first(_not_numbers(frame[col]))
         if row is not None:
-            return f"row {row + 1}, column {col!r} holds {show(frame[col].iloc[row])}, not a number; fix the value at the source"
+            return (f"row {row + 1}, column {col!r} holds {show(frame[col].iloc[row])}, not a number; "
+                    "fix the value at the source")
     return None
 
 
@@ -144,7 +145,8 @@ def _id_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
     ids = frame[schema.id]
     row = _first((ids.isna() | ids.duplicated()).to_numpy())
     if row is not None:
-        return f"row {row + 1}, column {schema.id!r}: id {show(ids.iloc[row])} is empty or repeats an earlier row; ids must be unique"
+        return (f"row {row + 1}, column {schema.id!r}: id {show(ids.iloc[row])} is empty or repeats an earlier row; "
+                "ids must be unique")
     return None
 
 

@@ -62,7 +62,8 @@ def load_trusted(ws: Workspace, data: DataConfig) -> tuple[pd.DataFrame, pd.Data
     if data.source == DIGITS:
         reference, holdout, _ = split_default(load_digits_frame(), data.split)
         return reference, holdout, schema_from_reference(reference, data, "digits reference")
-    (reference, ref_path), (holdout, hold_path) = read_user_file(ws, data, "reference"), read_user_file(ws, data, "holdout")
+    (reference, ref_path), (holdout, hold_path) = (read_user_file(ws, data, "reference"),
+                                                   read_user_file(ws, data, "holdout"))
     schema = schema_from_reference(reference, data, ref_path)
     for frame, path in ((reference, ref_path), (holdout, hold_path)):
         problem = batch_problem(frame, schema, str(path), data.min_rows)

@@ -22,7 +22,8 @@ def read_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
     if not path.is_file():
         raise PoisongateError(f"{path}: no such file; check data paths in params.yaml")
     if max_bytes is not None and path.stat().st_size > max_bytes:
-        raise PoisongateError(f"{path}: {path.stat().st_size} bytes > data.max_bytes {max_bytes}; split the file or raise data.max_bytes")
+        raise PoisongateError(f"{path}: {path.stat().st_size} bytes > data.max_bytes {max_bytes}; "
+                              "split the file or raise data.max_bytes")
     return path.read_bytes()
 
 
@@ -32,7 +33,8 @@ def _gunzip(raw: bytes, path: Path, max_bytes: int | None) -> bytes:
     with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
         out = f.read(limit)
     if max_bytes is not None and len(out) > max_bytes:
-        raise PoisongateError(f"{path}: expands to more than data.max_bytes {max_bytes} bytes; send it uncompressed or raise data.max_bytes")
+        raise PoisongateError(f"{path}: expands to more than data.max_bytes {max_bytes} bytes; "
+                              "send it uncompressed or raise data.max_bytes")
     return out
 
 
@@ -40,7 +42,8 @@ def _parquet(raw: bytes, path: Path, max_bytes: int | None) -> pd.DataFrame:
     meta = pq.ParquetFile(pa.BufferReader(raw)).metadata
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if max_bytes is not None and size > max_bytes:
-        raise PoisongateError(f"{path}: expands to {size} bytes > data.max_bytes {max_bytes}; split the file or raise data.max_bytes")
+        raise PoisongateError(f"{path}: expands to {size} bytes > data.max_bytes {max_bytes}; "
+                              "split the file or raise data.max_bytes")
     return pq.read_table(pa.BufferReader(raw)).to_pandas()
 
 
@@ -49,7 +52,8 @@ def _npz(raw: bytes, path: Path, max_bytes: int | None) -> pd.DataFrame:
     with zipfile.ZipFile(io.BytesIO(raw)) as z:
         size = sum(i.file_size for i in z.infolist())
     if max_bytes is not None and size > max_bytes:
-        raise PoisongateError(f"{path}: expands to {size} bytes > data.max_bytes {max_bytes}; split the file or raise data.max_bytes")
+        raise PoisongateError(f"{path}: expands to {size} bytes > data.max_bytes {max_bytes}; "
+                              "split the file or raise data.max_bytes")
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
         columns = {name: npz[name] for name in npz.files}
     for name, values in columns.items():
@@ -68,7 +72,8 @@ UNREADABLE = (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError
 
 
 def parse_table(raw: bytes, path: str | Path, max_bytes: int | None = None) -> pd.DataFrame:
-    """Parse a user's CSV, Parquet or .npz bytes (optionally gzipped); every failure is one line naming the file and the fix."""
+    """Parse a user's CSV, Parquet or .npz bytes (optionally gzipped); every failure is one line naming the file
+    and the fix."""
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes] or [""]
     gzipped = suffixes[-1] == ".gz"

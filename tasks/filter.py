@@ -25,7 +25,8 @@ def filter_batch(reference: pd.DataFrame, batch: pd.DataFrame, schema: Schema, c
     mask, reasons = screening.quarantined, screening.reasons()
     refused = gate.refusal(screening, cfg)
     if refused:
-        reasons = np.strings.add(f"batch refused: {refused}", np.strings.add(np.where(reasons == "", "", "; "), reasons))
+        reasons = np.strings.add(f"batch refused: {refused}",
+                                 np.strings.add(np.where(reasons == "", "", "; "), reasons))
         mask = np.ones(len(batch), dtype=bool)
     quarantine = gate.quarantine_frame(batch, mask, reasons, screening.scores)
     clean = None if refused else pd.concat([reference, batch.loc[~mask, reference.columns]], ignore_index=True)

@@ -107,7 +107,9 @@ def test_attack_success_rate_counts_triggered_victims_sent_to_the_target(digits)
     assert attack_success_rate(lambda Z: np.zeros(len(Z), int), X, y, target=0) == 1.0
     assert attack_success_rate(lambda Z: np.ones(len(Z), int), X, y, target=0) == 0.0
     # a model that answers "target" exactly when it sees the trigger
-    triggered = lambda Z: np.where((Z.reshape(-1, 8, 8)[:, -3:, -3:] == X.max()).all(axis=(1, 2)), 0, 1)
+    def triggered(Z):
+        return np.where((Z.reshape(-1, 8, 8)[:, -3:, -3:] == X.max()).all(axis=(1, 2)), 0, 1)
+
     assert attack_success_rate(triggered, X, y, target=0) == 1.0
     assert triggered(X[y != 0]).mean() > 0.99  # the clean rows do not carry the trigger
 

@@ -115,7 +115,8 @@ def run_cli(ws, prefect_home):
 @pytest.mark.slow
 @pytest.mark.integration
 def test_cli_refuses_bad_batches_and_tampered_sources(make_workspace, digits, tmp_path):
-    """`poisongate run` as a user runs it: exit 1, one line, no clean data, no champion, readable batches quarantined."""
+    """`poisongate run` as a user runs it: exit 1, one line, no clean data, no champion, readable batches
+    quarantined."""
     reference, holdout, batches = digits["frames"]
     files = tmp_path / "files"
     files.mkdir()
@@ -146,7 +147,8 @@ def test_cli_refuses_bad_batches_and_tampered_sources(make_workspace, digits, tm
     assert len(runs) == 2  # the two readable batches were recorded; unreadable or tampered files raise before record
 
 
-@pytest.mark.parametrize("kind", ["NaN in a feature", "text in a numeric column", "missing feature column", "label outside the known classes"])
+@pytest.mark.parametrize("kind", ["NaN in a feature", "text in a numeric column", "missing feature column",
+                                  "label outside the known classes"])
 def test_broken_trusted_files_are_refused_with_one_line(kind, config, digits, tmp_path):
     reference, holdout, _ = digits["frames"]
     good_reference = tmp_path / "reference.csv"

@@ -34,7 +34,8 @@ def ws(tmp_path):
 
 def start_holder(ws, seconds: float) -> subprocess.Popen:
     """Another process holding the workspace lock for `seconds`."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(ws.root), str(seconds)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(ws.root), str(seconds)], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -60,7 +61,8 @@ def test_second_run_gives_up_after_the_timeout_with_one_line(ws):
         with pytest.raises(PoisongateError) as err:
             stamped_run(str(ws.root))
         message = str(err.value)
-        assert ".poisongate.lock: another poisongate run" in message and "data.lock_timeout_s" in message and "\n" not in message
+        assert (".poisongate.lock: another poisongate run" in message and "data.lock_timeout_s" in message
+                and "\n" not in message)
     finally:
         holder.kill()
         holder.wait()
@@ -91,7 +93,8 @@ def test_two_cli_runs_at_once_do_not_interleave(make_workspace, tmp_path):
     logs = [open(tmp_path / f"run{b}.log", "w+") for b in (0, 1)]
     # Each its own Prefect home: two fresh Prefect databases migrating in one home time out (not our lock).
     runs = [subprocess.Popen(["poisongate", "--workspace", str(ws.root), "run", "--batch", str(b)], stdout=logs[b],
-                             stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect{b}")})
+                             stderr=subprocess.STDOUT,
+                             env={**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect{b}")})
             for b in (0, 1)]
     codes = [p.wait(timeout=600) for p in runs]
     outputs = [(f.seek(0), f.read())[1] for f in logs]

@@ -26,7 +26,8 @@ def with_value(key: str, value):
 
 
 def test_the_shipped_params_parse_into_frozen_sections(config):
-    assert config.train.epochs == SHIPPED["train"]["epochs"] and config.validation.mean_band == SHIPPED["validate"]["mean_band"]
+    assert (config.train.epochs == SHIPPED["train"]["epochs"]
+            and config.validation.mean_band == SHIPPED["validate"]["mean_band"])
     with pytest.raises(pydantic.ValidationError):
         config.train.epochs = 1  # parsed once: nothing changes it mid-run
 
@@ -41,8 +42,10 @@ def test_the_shipped_params_parse_into_frozen_sections(config):
     ("filter.false_positive_rate", 2, "filter.false_positive_rate = 2: Input should be less than 1"),
     ("filter.false_positive_rate", 0, "filter.false_positive_rate = 0: Input should be greater than 0"),
     ("filter.calibration_folds", 1, "filter.calibration_folds = 1: Input should be greater than or equal to 2"),
-    ("filter.detectors.duplicates.radius", -1, "filter.detectors = {...}: duplicates: radius = -1: Input should be greater than 0"),
-    ("filter.detectors.knn_label.k", "ten", "filter.detectors = {...}: knn_label: k = 'ten': Input should be a valid integer"),
+    ("filter.detectors.duplicates.radius", -1,
+     "filter.detectors = {...}: duplicates: radius = -1: Input should be greater than 0"),
+    ("filter.detectors.knn_label.k", "ten",
+     "filter.detectors = {...}: knn_label: k = 'ten': Input should be a valid integer"),
     ("validate.range_mostly", 5, "validate.range_mostly = 5: Input should be less than or equal to 1"),
     ("promote.min_accuracy", 1.5, "promote.min_accuracy = 1.5: Input should be less than or equal to 1"),
     ("data.split.reference_fraction", 0.9, "data.split = {...}: reference_fraction + holdout_fraction must be < 1"),

@@ -83,7 +83,8 @@ def crash_campaign(root: Path, env: dict) -> dict:
     final = start_run(root, env)
     final.wait()
     status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
-    return {"faults": faults, "rerun_exit": final.returncode, "rerun_log": (root.parent / "runs.log").read_text()[-2000:],
+    return {"faults": faults, "rerun_exit": final.returncode,
+            "rerun_log": (root.parent / "runs.log").read_text()[-2000:],
             "git_clean": status == "", "rows_lost": rows_lost(root),
             "leftovers": [str(p) for p in root.rglob("*.tmp") if ".git" not in p.parts and ".dvc" not in p.parts],
             "champion": visible_state(root)}
@@ -99,5 +100,6 @@ def test_kill_at_every_stage_then_rerun_completes(make_workspace, tmp_path):
     assert result["git_clean"] and result["rows_lost"] == 0 and result["leftovers"] == []
     assert json.loads(subprocess.run(["dvc", "status", "--cloud", "--json"], cwd=ws.root, capture_output=True,
                                      text=True).stdout) == {}  # everything of the completed run is pushed
-    before_promotion = [f for f in result["faults"] if list(KILL_AFTER).index(f["point"]) < list(KILL_AFTER).index("promote")]
+    before_promotion = [f for f in result["faults"]
+                        if list(KILL_AFTER).index(f["point"]) < list(KILL_AFTER).index("promote")]
     assert len(before_promotion) == 7 and all(f["champion_unchanged"] for f in before_promotion)

@@ -23,7 +23,8 @@ def test_default_split_is_deterministic_disjoint_and_sized(config):
 
 
 def test_schema_uses_all_numeric_columns_and_maps_labels(config):
-    frame = pd.DataFrame({"id": [1, 2, 3], "label": ["cat", "dog", "cat"], "a": [0.1, 0.2, 0.3], "b": [1, 2, 3], "note": list("xyz")})
+    frame = pd.DataFrame({"id": [1, 2, 3], "label": ["cat", "dog", "cat"], "a": [0.1, 0.2, 0.3], "b": [1, 2, 3],
+                          "note": list("xyz")})
     schema = schema_from_reference(frame, config.data, "ref.csv")
     assert schema.features == ("a", "b") and schema.classes == ("cat", "dog") and schema.id == "id"
     X, y = to_arrays(pd.DataFrame({"label": ["dog", "bird"], "a": [1.0, 2.0], "b": [3, 4]}), schema)
@@ -35,7 +36,8 @@ def test_missing_label_column_names_file_column_and_fix(config):
         schema_from_reference(pd.DataFrame({"x": [1.0, 2.0]}), config.data, "ref.csv")
 
 
-@pytest.mark.parametrize("name,content", [("bad.parquet", b"not parquet at all"), ("empty.csv", b""), ("x.json", b"{}")])
+@pytest.mark.parametrize("name,content", [("bad.parquet", b"not parquet at all"), ("empty.csv", b""),
+                                          ("x.json", b"{}")])
 def test_unreadable_files_raise_one_line(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
@@ -50,7 +52,8 @@ def test_csv_round_trip(tmp_path):
     assert read_table(path)["f"].tolist() == [0.5, 1.5]
 
 
-@pytest.mark.parametrize("name", ["batch.csv", "batch.csv.gz", "batch.parquet", "batch.parquet.gz", "batch.npz", "batch.NPZ"])
+@pytest.mark.parametrize("name", ["batch.csv", "batch.csv.gz", "batch.parquet", "batch.parquet.gz", "batch.npz",
+                                  "batch.NPZ"])
 def test_every_supported_format_round_trips(tmp_path, name):
     import gzip
 

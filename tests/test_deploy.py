@@ -27,7 +27,8 @@ def free_port() -> int:
 
 def start(args, cwd, env, log: Path) -> subprocess.Popen:
     # Its own session: the worker's flow-run subprocesses can then be stopped with it, by its PID's group.
-    return subprocess.Popen(args, cwd=cwd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -61,7 +62,8 @@ def test_nightly_deployment_runs_on_a_real_server_and_process_worker(make_worksp
 
     started = []
     try:
-        server = start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], ws.root, env, tmp_path / "server.log")
+        server = start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], ws.root, env,
+                       tmp_path / "server.log")
         started.append(server)
         deadline = time.monotonic() + 90
         while True:
@@ -78,9 +80,11 @@ def test_nightly_deployment_runs_on_a_real_server_and_process_worker(make_worksp
         assert "retrain/nightly" in out and "rollback/on-demand" in out
         nightly = httpx.get(f"{api}/deployments/name/retrain/nightly").json()
         assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]
-        assert nightly["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ws.root)}}]
+        assert nightly["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(ws.root)}}]
 
-        started.append(start([PREFECT, "worker", "start", "--pool", "local-pool"], ws.root, env, tmp_path / "worker.log"))
+        started.append(start([PREFECT, "worker", "start", "--pool", "local-pool"], ws.root, env,
+                             tmp_path / "worker.log"))
         out = prefect("deployment", "run", "retrain/nightly", "--watch", timeout=540)
         assert "Completed" in out, out
 

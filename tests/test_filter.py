@@ -50,6 +50,7 @@ def test_every_flagging_detector_is_named_in_the_row_reason(digits, config):
     X_bad, y_bad = X.copy(), y.copy()
     X_bad[0, 10] = 1e4  # extreme value
     y_bad[0] = (y_bad[0] + 1) % 10  # and a flipped label
-    cfg = config.replace("filter", detectors={k: config.filter.detectors[k].model_dump() for k in ("robust_zscore", "knn_label")}).filter
+    cfg = config.replace("filter", detectors={k: config.filter.detectors[k].model_dump()
+                                              for k in ("robust_zscore", "knn_label")}).filter
     reason = screen(X_ref, y_ref, X_bad, y_bad, cfg).reasons()[0]
     assert "robust_zscore" in reason and "knn_label" in reason

@@ -74,7 +74,8 @@ def test_clean_batch_promoted_then_flipped_batch_filtered_and_no_worse_model_pro
     assert len(log) == 3 and log[0].startswith(f"poisongate run {report['run_id']}")
 
 
-def test_user_csv_batch_refused_by_the_data_gate_is_quarantined_whole(make_workspace, prefect_harness, digits, tmp_path):
+def test_user_csv_batch_refused_by_the_data_gate_is_quarantined_whole(make_workspace, prefect_harness, digits,
+                                                                      tmp_path):
     reference, holdout, batches = digits["frames"]
     files = tmp_path / "incoming"
     files.mkdir()
@@ -132,7 +133,8 @@ def test_cli_refuses_a_bad_params_value_with_one_line_and_exit_2_before_any_run(
     raw = yaml.safe_load((ws.root / "params.yaml").read_text())
     raw[section][name] = value
     (ws.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"poisongate: {ws.root / 'params.yaml'}: {key} = {value!r}: ")
@@ -145,5 +147,6 @@ def test_unknown_params_key_is_refused_naming_it(make_workspace):
     raw = yaml.safe_load((ws.root / "params.yaml").read_text())
     raw["train"]["epoch"] = 3  # a typo of epochs: silently ignored, it would train 40 epochs
     (ws.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2 and "train.epoch = 3: Extra inputs are not permitted" in proc.stderr

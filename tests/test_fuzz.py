@@ -17,7 +17,8 @@ from poisongate.schema import Schema, as_received, batch_problem, to_arrays
 from poisongate.tables import parse_table, write_table
 
 SCHEMA = Schema(label="label", id="id", features=("a", "b"), classes=(0, 1, 2))
-REFERENCE = pd.DataFrame({"id": range(30), "label": [0, 1, 2] * 10, "a": np.linspace(0, 1, 30), "b": np.linspace(-5, 5, 30)})
+REFERENCE = pd.DataFrame({"id": range(30), "label": [0, 1, 2] * 10, "a": np.linspace(0, 1, 30),
+                          "b": np.linspace(-5, 5, 30)})
 SUFFIXES = [".csv", ".parquet", ".npz", ".csv.gz", ".parquet.gz", ".npz.gz"]
 RANGES_ONLY = ValidateConfig(range_margin=0.1, range_mostly=0.9, mean_band=None, stdev_band=None, quantile_band=None,
                              max_class_kl=None, max_duplicate_share=None)

@@ -11,7 +11,8 @@ from flows.retrain import retrain
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_batch_over_the_quarantine_bound_fails_the_flow_with_every_reason_in_the_report(make_workspace, prefect_harness):
+def test_batch_over_the_quarantine_bound_fails_the_flow_with_every_reason_in_the_report(make_workspace,
+                                                                                        prefect_harness):
     ws = make_workspace()
     set_params(ws, {"filter": {"max_quarantine_share": 0.2}})
     state = retrain(workspace=str(ws.root), attack="label_flip", rate=0.3, return_state=True)

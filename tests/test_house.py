@@ -75,7 +75,8 @@ def test_dvc_yaml_lists_each_stage_code_params_and_plots():
 
 
 def test_expectations_folder_is_committed_with_its_readme_and_the_user_file():
-    tracked = subprocess.run(["git", "ls-files", "expectations"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    tracked = subprocess.run(["git", "ls-files", "expectations"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
     assert {"expectations/README.md", "expectations/user.json"} <= set(tracked)
 
 

@@ -28,14 +28,16 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     assert [r["id"] for r in table_rows] == [r["id"] for r in quarantined]
     assert report["run_id"] in Artifact.get("poisongate-run-report").data
 
-    assert report["plots"] == ["reports/plots/loss_curve.png", "reports/plots/confusion.png", "reports/plots/batch_pca.png",
-                               "reports/plots/detector_scores.png"]
+    assert report["plots"] == ["reports/plots/loss_curve.png", "reports/plots/confusion.png",
+                               "reports/plots/batch_pca.png", "reports/plots/detector_scores.png"]
     for path in report["plots"]:
         with Image.open(ws.root / path) as img:
             assert img.format == "PNG"
-    assert "reports/plots/batch_pca.png" in subprocess.run(["git", "ls-files"], cwd=ws.root, capture_output=True, text=True).stdout
+    assert "reports/plots/batch_pca.png" in subprocess.run(["git", "ls-files"], cwd=ws.root, capture_output=True,
+                                                           text=True).stdout
 
-    history = subprocess.run(["poisongate", "--workspace", str(ws.root), "history", "--json"], capture_output=True, text=True, check=True)
+    history = subprocess.run(["poisongate", "--workspace", str(ws.root), "history", "--json"], capture_output=True,
+                             text=True, check=True)
     (row,) = [json.loads(line) for line in history.stdout.splitlines()]
     filt = report["stages"]["filter"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws.root, capture_output=True, text=True).stdout.strip()
@@ -43,5 +45,6 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     assert (row["accepted"], row["quarantined"]) == (filt["rows"] - filt["quarantined"], filt["quarantined"])
     assert row["dataset_md5"] == report["dvc_hashes"]["data/clean.parquet"] and row["attack"] == "label_flip"
     assert row["promoted"] == state.is_completed() and row["decision"] == report["verdict"]
-    table_text = subprocess.run(["poisongate", "--workspace", str(ws.root), "history"], capture_output=True, text=True, check=True).stdout
+    table_text = subprocess.run(["poisongate", "--workspace", str(ws.root), "history"], capture_output=True, text=True,
+                                check=True).stdout
     assert report["run_id"] in table_text and report["verdict"] in table_text

@@ -15,7 +15,8 @@ def saved_png(fig, tmp_path, name):
 
 def test_every_plot_renders_to_a_png(tmp_path):
     rng = np.random.default_rng(0)
-    saved_png(plots.loss_curve(pd.DataFrame({"epoch": range(5), "loss": [2.0, 1.0, 0.5, 0.3, 0.2]})), tmp_path, "loss.png")
+    saved_png(plots.loss_curve(pd.DataFrame({"epoch": range(5), "loss": [2.0, 1.0, 0.5, 0.3, 0.2]})), tmp_path,
+              "loss.png")
     thresholds = {"robust_zscore": 2.5, "knn_label": 0.8}
     scores = {"robust_zscore": rng.normal(size=200), "knn_label": rng.uniform(size=200)}
     histograms = {k: histogram(s, thresholds[k]) for k, s in scores.items()}

@@ -26,7 +26,8 @@ def test_first_model_is_promoted_when_it_clears_the_floors(cfg):
 
 
 def test_every_check_records_value_threshold_and_verdict(cfg):
-    decision = decide(metrics(0.95, [0.95] * 3), metrics(0.95, [0.95] * 3), CV, cfg, {"nonfinite": False, "loss_spikes": []})
+    decision = decide(metrics(0.95, [0.95] * 3), metrics(0.95, [0.95] * 3), CV, cfg,
+                      {"nonfinite": False, "loss_spikes": []})
     assert len(decision["checks"]) == 8
     for c in decision["checks"]:
         assert set(c) == {"check", "value", "threshold", "passed"} and c["passed"] is True and c["value"] is not None

@@ -49,7 +49,8 @@ def test_recomputed_hashes_match_dvc_and_catch_a_changed_byte(make_workspace):
     assert recorded["m"].endswith(".dir")
     assert {p: versioning.content_md5(ws.root / p) for p in recorded} == recorded  # same hashes as DVC's
 
-    lock = {"schema": "2.0", "stages": {"s": {"cmd": "true", "outs": [{"path": p, "md5": h} for p, h in recorded.items()]}}}
+    lock = {"schema": "2.0",
+            "stages": {"s": {"cmd": "true", "outs": [{"path": p, "md5": h} for p, h in recorded.items()]}}}
     (ws.root / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert versioning.verify_outputs(ws) == recorded
     (ws.root / "m" / "sub" / "b.json").write_text('{"x": 2}\n')
@@ -58,7 +59,8 @@ def test_recomputed_hashes_match_dvc_and_catch_a_changed_byte(make_workspace):
     assert "/m: restored content hash" in str(e.value) and "\n" not in str(e.value)
 
 
-LOOSE_GATES = {  # a gate that lets label flips through: only the outlier detector, and a promotion gate that accepts anything
+# a gate that lets label flips through: only the outlier detector, and a promotion gate that accepts anything
+LOOSE_GATES = {
     "filter": {"detectors": {"robust_zscore": {}}},
     "promote": {"min_accuracy": 0.0, "min_class_recall": 0.0, "max_accuracy_drop": 1.0, "max_class_recall_drop": 1.0,
                 "max_cv_spread": 1.0, "max_fold_gap": 1.0},
@@ -75,7 +77,9 @@ def champion(ws):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_poison_accepted_by_a_loose_gate_is_rolled_back_and_retraining_reproduces_the_clean_model(make_workspace, prefect_harness, tmp_path):
+def test_poison_accepted_by_a_loose_gate_is_rolled_back_and_retraining_reproduces_the_clean_model(make_workspace,
+                                                                                                   prefect_harness,
+                                                                                                   tmp_path):
     from conftest import set_params
 
     from flows.retrain import retrain
@@ -96,7 +100,8 @@ def test_poison_accepted_by_a_loose_gate_is_rolled_back_and_retraining_reproduce
     # A fresh clone of the repo, with nothing but git and the DVC remote, rolls back from the command line.
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ws.root), str(clone)], check=True)
-    proc = subprocess.run(["poisongate", "--workspace", str(clone), "rollback"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["poisongate", "--workspace", str(clone), "rollback"], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(f"poisongate rollback to run {clean['run_id']}")
     assert versioning.content_md5(clone / "data" / "clean.parquet") == clean["dvc_hashes"]["data/clean.parquet"]

@@ -26,7 +26,8 @@ def test_lockfile_pins_every_registry_package_by_hash():
 def test_no_pickle_on_user_data():
     for path in CODE:
         text = path.read_text()
-        assert not re.search(r"\b(import pickle|cloudpickle|joblib|read_pickle|allow_pickle=True|torch\.load)\b", text), path
+        assert not re.search(r"\b(import pickle|cloudpickle|joblib|read_pickle|allow_pickle=True|torch\.load)\b",
+                             text), path
         for line in text.splitlines():
             assert "np.load(" not in line or "allow_pickle=False" in line, (path, line)
 

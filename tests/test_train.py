@@ -45,7 +45,8 @@ def test_orbax_checkpoint_round_trip(trained, tmp_path, digits):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     X, _ = digits["holdout"]
     Xs = models.scale(X, spec2)
-    assert np.array_equal(np.asarray(predict_proba(graphdef, weights, Xs)), np.asarray(predict_proba(graphdef2, weights2, Xs)))
+    assert np.array_equal(np.asarray(predict_proba(graphdef, weights, Xs)),
+                          np.asarray(predict_proba(graphdef2, weights2, Xs)))
 
 
 def test_zero_weight_rows_do_not_train(digits, config):
@@ -85,7 +86,8 @@ def test_oof_rows_are_exactly_the_held_out_fold_predictions(digits, config):
     W = (fold[None, :] != np.arange(5)[:, None]).astype(np.float32)
     Xs = models.scale(X, spec)
     graphdef, fold_params, *_ = fit(Xs, y, spec, cfg, W)
-    proba = np.stack([np.asarray(predict_proba(graphdef, jax.tree.map(lambda a: a[i], fold_params), Xs)) for i in range(5)])
+    proba = np.stack([np.asarray(predict_proba(graphdef, jax.tree.map(lambda a, i=i: a[i], fold_params), Xs))
+                      for i in range(5)])
     assert np.allclose(oof, proba[fold, np.arange(len(X))], atol=1e-6)
     assert not np.allclose(oof, proba[(fold + 1) % 5, np.arange(len(X))], atol=1e-3)
 

@@ -85,7 +85,8 @@ def test_trimmed_step_gradient_ignores_flipped_rows(small):
     losses = per_example_loss(params, graphdef, x, flipped)
     drop = np.asarray(trimmed_weights(losses, w, 0.1)) == 0
     _, _, grads = step_gradient(params, graphdef, trimmed, 32, x, flipped, w, jax.random.key(0))
-    _, _, expected = step_gradient(params, graphdef, StepOptions(), 32, x, flipped, jnp.asarray(~drop, jnp.float32), jax.random.key(0))
+    _, _, expected = step_gradient(params, graphdef, StepOptions(), 32, x, flipped, jnp.asarray(~drop, jnp.float32),
+                                   jax.random.key(0))
     assert drop.sum() == 3
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)))
 
@@ -101,7 +102,8 @@ def test_dp_sgd_clips_every_example_and_adds_calibrated_noise(small):
     assert tree_norm(alone) == pytest.approx(0.5, rel=1e-4)
     noisy = StepOptions(dp_clip_norm=0.5, dp_noise_multiplier=2.0)
     noised = private_gradient(params, graphdef, x, labels, w, jax.random.key(1), noisy, 16)
-    noise = np.concatenate([np.ravel(a - b / 16) for a, b in zip(jax.tree.leaves(noised), jax.tree.leaves(clipped_sum))])
+    noise = np.concatenate([np.ravel(a - b / 16)
+                            for a, b in zip(jax.tree.leaves(noised), jax.tree.leaves(clipped_sum))])
     assert np.std(noise) == pytest.approx(2.0 * 0.5 / 16, rel=0.1)
 
 
@@ -120,7 +122,8 @@ def test_adversarial_inputs_stay_in_the_ball_and_raise_the_loss(small):
     x, labels = jnp.asarray(X[:64]), jnp.asarray(y[:64])
     base = float(per_example_loss(params, graphdef, x, labels).mean())
     fgsm = adversarial_inputs(params, graphdef, x, labels, StepOptions(adversarial="fgsm", adv_epsilon=0.3))
-    pgd = adversarial_inputs(params, graphdef, x, labels, StepOptions(adversarial="pgd", adv_epsilon=0.3, pgd_steps=5, pgd_step_size=0.1))
+    pgd = adversarial_inputs(params, graphdef, x, labels,
+                             StepOptions(adversarial="pgd", adv_epsilon=0.3, pgd_steps=5, pgd_step_size=0.1))
     assert float(jnp.abs(fgsm - x).max()) == pytest.approx(0.3, abs=1e-5)
     assert float(jnp.abs(pgd - x).max()) <= 0.3 + 1e-5
     fgsm_loss = float(per_example_loss(params, graphdef, fgsm, labels).mean())
@@ -152,4 +155,5 @@ def test_pgd_training_resists_pgd_and_all_options_together_learn(digits):
     every = recipe(CFG, adversarial=pgd, weight_decay=1e-3, clip_grad_norm=1.0, trim_fraction=0.1,
                    dp_sgd={"enabled": True, "clip_norm": 1.0, "noise_multiplier": 0.5, "delta": 1e-5})
     together = train_model(X, y, spec, every)
-    assert np.isfinite(together.losses).all() and accuracy(together.graphdef, together.params, np.asarray(Xh), yh) > 0.7  # chance: 0.1
+    assert (np.isfinite(together.losses).all()
+            and accuracy(together.graphdef, together.params, np.asarray(Xh), yh) > 0.7)  # chance: 0.1

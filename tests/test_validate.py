@@ -76,7 +76,8 @@ def test_batch_gate_names_distribution_class_and_duplicate_failures(suite, digit
     one_class = batch[batch["label"] == 3]
     one_class = pd.concat([one_class] * 3, ignore_index=True).assign(id=lambda f: np.arange(len(f)))
     passed, kinds = failed_kinds(one_class, suite)
-    assert not passed and {"expect_column_kl_divergence_to_be_less_than", "expect_compound_columns_to_be_unique"} <= kinds
+    assert not passed and {"expect_column_kl_divergence_to_be_less_than",
+                           "expect_compound_columns_to_be_unique"} <= kinds
     assert "expect_table_row_count_to_be_between" in failed_kinds(batch.head(3), suite)[1]
     wrong_type = batch.astype({"pixel_2_2": str})
     assert "expect_column_values_to_be_in_type_list" in failed_kinds(wrong_type, suite)[1]

@@ -26,7 +26,8 @@ class KNNLabel(Detector):
     """Linear in the batch: each chunk of rows is compared with the trusted rows only."""
 
     name = "knn_label"
-    description = "label flips: the share of the k nearest trusted neighbours (standardised features) whose label differs"
+    description = ("label flips: the share of the k nearest trusted neighbours (standardised features) "
+                   "whose label differs")
     reason = "label disagrees with its nearest trusted neighbours"
     Options = KNNOptions
     row_wise = True

@@ -44,7 +44,8 @@ def score_histograms(histograms: dict[str, dict[str, list[float]]], thresholds: 
 
 def confusion_pair(candidate: list[list[int]], champion: list[list[int]] | None, classes: list[Any]) -> Figure:
     """Holdout confusion matrices side by side, rows = true class, on one colour scale."""
-    mats = [("candidate", np.asarray(candidate))] + ([("champion", np.asarray(champion))] if champion is not None else [])
+    mats = [("candidate", np.asarray(candidate))] + (
+        [("champion", np.asarray(champion))] if champion is not None else [])
     fig, axes = plt.subplots(1, len(mats), figsize=(5 * len(mats), 4.5), squeeze=False)
     vmax = max(m.max() for _, m in mats)
     for ax, (name, m) in zip(axes[0], mats):
@@ -87,14 +88,16 @@ def write(ws: Workspace, summaries: dict[str, Any], config: Config) -> list[Path
     if promote:
         classes = list(promote["candidate"]["class_recall"])
         champion = (promote["champion"] or {}).get("confusion")
-        written.append(save(confusion_pair(promote["candidate"]["confusion"], champion, classes), out / "confusion.png"))
+        written.append(save(confusion_pair(promote["candidate"]["confusion"], champion, classes),
+                            out / "confusion.png"))
     filt = summaries.get("filter")
     if filt:
         reference, batch = read_table(ws.reference), read_table(ws.incoming)
         schema = schema_from_reference(reference, config.data, ws.reference)
         quarantined_ids = {r["id"] for r in filt["quarantined_rows"]}
         mask = np.isin(row_ids(batch, schema), list(quarantined_ids))
-        written.append(save(batch_projection(to_arrays(reference, schema)[0], to_arrays(batch, schema)[0], mask), out / "batch_pca.png"))
+        written.append(save(batch_projection(to_arrays(reference, schema)[0], to_arrays(batch, schema)[0], mask),
+                            out / "batch_pca.png"))
         histograms = {k: h for k, h in filt.get("score_histograms", {}).items() if h["counts"]}
         if histograms:
             written.append(save(score_histograms(histograms, filt["thresholds"]), out / "detector_scores.png"))

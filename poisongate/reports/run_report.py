@@ -24,7 +24,8 @@ def detection(summaries: dict[str, Any], quarantined_ids: list[Any]) -> dict[str
     }
 
 
-def build(run_id: str, summaries: dict[str, Any], verdict: str, dvc_hashes: dict[str, str], git_base: str) -> dict[str, Any]:
+def build(run_id: str, summaries: dict[str, Any], verdict: str, dvc_hashes: dict[str, str],
+          git_base: str) -> dict[str, Any]:
     quarantined = summaries.get("filter", {}).get("quarantined_rows", [])
     return {
         "run_id": run_id,
@@ -41,13 +42,16 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# poisongate run {report['run_id']}", "", f"**Verdict:** {report['verdict']}", ""]
     ingest = s.get("ingest", {})
     lines += [f"Incoming batch: {ingest.get('rows')} rows from `{ingest.get('source')}`"
-              + (f", simulated attack `{ingest['attack']}` at rate {ingest['rate']}" if ingest.get("poisoned_ids") else ""), ""]
+              + (f", simulated attack `{ingest['attack']}` at rate {ingest['rate']}" if ingest.get("poisoned_ids")
+                 else ""), ""]
 
     lines += ["## Data gate (Great Expectations)", ""]
     v = s.get("validate")
     if v:
-        lines.append(f"{'PASSED' if v['passed'] else 'FAILED'}: {v['evaluated']} expectations evaluated, {len(v['failed'])} failed.")
-        lines += [f"- `{f['expectation']}` on `{f['column'] or 'table'}`: observed {f['observed']}" + (f" (error: {f['error']})" if f["error"] else "")
+        lines.append(f"{'PASSED' if v['passed'] else 'FAILED'}: {v['evaluated']} expectations evaluated, "
+                     f"{len(v['failed'])} failed.")
+        lines += [f"- `{f['expectation']}` on `{f['column'] or 'table'}`: observed {f['observed']}"
+                  + (f" (error: {f['error']})" if f["error"] else "")
                   for f in v["failed"]]
         if v.get("data_docs"):
             lines.append(f"\nGX Data Docs for this batch: [{v['data_docs']}](../{v['data_docs']})")
@@ -62,8 +66,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {name} | {t:.4g} | {f['flagged_by'][name]} |" for name, t in f["thresholds"].items()]
         if report["detection"]:
             d = report["detection"]
-            lines += ["", f"Against the simulated attack's ground truth: precision {d['precision']:.3f}, recall {d['recall']:.3f} "
-                          f"({d['poisoned']} rows poisoned)."]
+            lines += ["", f"Against the simulated attack's ground truth: precision {d['precision']:.3f}, "
+                          f"recall {d['recall']:.3f} ({d['poisoned']} rows poisoned)."]
         rows = f["quarantined_rows"]
         if rows:
             lines += ["", "| row id | reason |", "|---|---|"]
@@ -90,7 +94,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "| class | candidate recall | champion recall |", "|---|---|---|"]
         lines += [f"| {c} | {r:.4f} | {cell(champ['class_recall'][c]) if champ else 'n/a'} |"
                   for c, r in p["candidate"]["class_recall"].items()]
-        lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | {cell(champ['accuracy']) if champ else 'n/a'} |", ""]
+        lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | "
+                  f"{cell(champ['accuracy']) if champ else 'n/a'} |", ""]
 
     if report.get("plots"):
         lines += ["## Plots", ""] + [f"- `{p}`" for p in report["plots"]] + [""]

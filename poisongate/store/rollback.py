@@ -64,7 +64,8 @@ def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
     current = registry.champion_id(ws)
     target = choose_target(rows, current, to)
     if not target["commit"]:
-        raise PoisongateError(f"runs/{target['run_id']}.json: no git commit records this run; pick another from `poisongate history`")
+        raise PoisongateError(f"runs/{target['run_id']}.json: no git commit records this run; "
+                              "pick another from `poisongate history`")
     champion = champion_of(ws, target)
     restored = restore_dataset(ws, target["commit"])
     registry.set_champion(ws, champion, restored_by_rollback_to=target["run_id"])
@@ -88,7 +89,8 @@ def champion_of(ws: Workspace, target: dict[str, Any]) -> str:
         raise PoisongateError(f"runs/{target['run_id']}.json: there was no champion after this run; "
                               "roll back to a version with one (see `poisongate history`)")
     if not (ws.registry / champion / "checkpoint").is_dir():
-        raise PoisongateError(f"{ws.registry / champion}: the champion of that time is missing; run `dvc pull registry` and roll back again")
+        raise PoisongateError(f"{ws.registry / champion}: the champion of that time is missing; "
+                              "run `dvc pull registry` and roll back again")
     return champion
 
 

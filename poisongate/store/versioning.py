@@ -20,8 +20,8 @@ from poisongate.store import registry
 from poisongate.workspace import Workspace, atomic_write_text
 
 STORES = ("quarantine", "registry")  # append-only, tracked with `dvc add`
-TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", ".gitignore", ".dvcignore",
-           "data/.gitignore", "models/.gitignore", *(f"{s}.dvc" for s in STORES))
+TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", ".gitignore",
+           ".dvcignore", "data/.gitignore", "models/.gitignore", *(f"{s}.dvc" for s in STORES))
 
 
 def _executable(name: str) -> str:
@@ -36,7 +36,8 @@ def run(ws: Workspace, *args: str) -> str:
     proc = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise PoisongateError(f"{ws.root}: `{' '.join(args)}` failed ({lines[-1] if lines else proc.returncode}); fix the workspace and rerun")
+        raise PoisongateError(f"{ws.root}: `{' '.join(args)}` failed ({lines[-1] if lines else proc.returncode}); "
+                              "fix the workspace and rerun")
     return proc.stdout
 
 
@@ -64,7 +65,8 @@ def init(ws: Workspace, remote: str | None = None) -> None:
     _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock")  # dvc_plots/: `dvc plots show` output
     initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "expectations/user.json")
     run(ws, "git", "add", *[p for p in initial if (ws.root / p).exists()])
-    if run(ws, "git", "diff", "--cached", "--name-only").strip():  # only what was just added: a killed run may leave other changes
+    # only what was just added: a killed run may leave other changes
+    if run(ws, "git", "diff", "--cached", "--name-only").strip():
         run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
 
 
