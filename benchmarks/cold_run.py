@@ -22,11 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def workspace_dvc_yaml(root: Path) -> None:
+    """The project's dvc.yaml in a workspace outside the checkout: its code deps point at the checkout (as
+    tests/conftest.py's helper of the same name does)."""
+    text = (ROOT / "dvc.yaml").read_text()
+    assert "\n  - code: .\n" in text
+    (root / "dvc.yaml").write_text(text.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
+
+
 def fresh_workspace(tmp: Path) -> Path:
     ws = tmp / "ws"
     ws.mkdir()
-    for f in ("params.yaml", "dvc.yaml"):
-        shutil.copy(ROOT / f, ws / f)
+    shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
+    workspace_dvc_yaml(ws)
     subprocess.run([BIN / "poisongate", "--workspace", ws, "init", "--remote", tmp / "remote"], check=True)
     return ws
 
@@ -71,7 +79,8 @@ def main() -> None:
         "stage_seconds_median": stages,
         "rounds": rounds,
     }
-    print(f"cold `poisongate run` (Prefect, git, DVC push): median {flow:.1f} s over {args.repeats} runs (target < 60 s)")
+    print(f"cold `poisongate run` (Prefect, git, DVC push): median {flow:.1f} s over {args.repeats} runs "
+          "(target < 60 s)")
     print(f"baseline `dvc repro` of the same stages, no Prefect: median {repro:.1f} s; ratio {flow / repro:.2f}")
     for name, s in stages.items():
         print(f"  {name:<13} {s:6.2f} s")

@@ -8,6 +8,8 @@ score / calibrated threshold) vs scikit-learn's IsolationForest, EllipticEnvelop
 (each fit on the trusted reference, scoring the batch), plus the share of clean rows the gate flags.
 
     uv run python benchmarks/gates_efficacy.py [--seeds 3] [--out benchmarks/results/gates_efficacy]
+
+(--rates and --only restrict the matrix, for a quick check; the recorded results use the defaults.)
 """
 from __future__ import annotations
 
@@ -17,20 +19,24 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import yaml
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from poisongate.detectors import registry as detectors  # noqa: E402
+from poisongate import config as configuration  # noqa: E402
 from poisongate.attacks import ATTACKS  # noqa: E402
-from tasks.data import load_digits_frame, schema_from_reference, split_default, to_arrays  # noqa: E402
+from poisongate.config import Config, FilterConfig  # noqa: E402
+from poisongate.detectors import registry  # noqa: E402
+from poisongate.detectors.base import Detector  # noqa: E402
+from poisongate.detectors.confident_learning import label_margin  # noqa: E402
 from poisongate.poisoning_gate import calibrate  # noqa: E402
+from poisongate.schema import schema_from_reference, to_arrays  # noqa: E402
+from poisongate.sources import load_digits_frame, split_default  # noqa: E402
 
 RATES = [0.1, 0.2, 0.3, 0.4]
 LABEL_ATTACKS = {"label_flip": {}, "targeted_flip": {"source": 3, "target": 8}}
@@ -39,13 +45,26 @@ FEATURE_DETECTORS = ["robust_zscore", "iqr_fence", "mahalanobis", "periodic_nois
 
 
 def load():
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    reference, _, batches = split_default(load_digits_frame(), params["data"]["split"])
-    schema = schema_from_reference(reference, params["data"], "reference")
+    config = configuration.load(ROOT / "params.yaml")
+    reference, _, batches = split_default(load_digits_frame(), config.data.split)
+    schema = schema_from_reference(reference, config.data, "reference")
     X_ref, y_ref = to_arrays(reference, schema)
     batch = [to_arrays(b, schema) for b in batches]
     X, y = np.concatenate([b[0] for b in batch]), np.concatenate([b[1] for b in batch])
-    return params, X_ref, y_ref, X, y, len(schema.classes)
+    return config, X_ref, y_ref, X, y, len(schema.classes)
+
+
+def fitted_detector(cfg: FilterConfig, name: str, fpr: float, X_ref, y_ref) -> tuple[Detector, float]:
+    """The detector of filter.detectors.<name>, fit on the trusted reference, and its calibrated threshold
+    (5 folds, seed 0)."""
+    detector = registry.make(name, cfg.detectors[name])
+    return detector, calibrate(detector, X_ref, y_ref, fpr, 5, 0)
+
+
+def detector_fpr(cfg: FilterConfig, name: str) -> float:
+    """A detector's own false_positive_rate, or filter.false_positive_rate where it sets none."""
+    own = cfg.detectors[name].false_positive_rate
+    return cfg.false_positive_rate if own is None else own
 
 
 def recall_at_fpr(mask, score, fpr=0.01):
@@ -58,41 +77,40 @@ def prf(mask, flagged):
             "f1": f1_score(mask, flagged)}
 
 
-def label_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
+def label_benchmark(config: Config, X_ref, y_ref, X, y, n_classes, seeds, rates):
     from cleanlab.filter import find_label_issues
 
-    cfg = params["filter"]
-    fit = {name: calibrate(name, cfg["detectors"][name], X_ref, y_ref, cfg["false_positive_rate"], 5, 0)
+    cfg = config.filter
+    fit = {name: fitted_detector(cfg, name, cfg.false_positive_rate, X_ref, y_ref)
            for name in ("confident_learning", "knn_label")}
     rows = []
     for attack, options in LABEL_ATTACKS.items():
-        for rate in RATES:
+        for rate in rates:
             for seed in range(seeds):
                 _, y_bad, mask = ATTACKS[attack](X, y, rate, np.random.default_rng(seed), n_classes, **options)
                 cl, cl_threshold = fit["confident_learning"]
                 X_all, y_all = np.concatenate([X_ref, X]), np.concatenate([y_ref, y_bad])
                 oof = cl.out_of_fold(X_all, y_all)  # the same probabilities for both methods
-                ours_cl = detectors.label_margin(oof, y_all)[len(X_ref):] > cl_threshold
+                ours_cl = label_margin(oof, y_all)[len(X_ref):] > cl_threshold
                 knn, knn_threshold = fit["knn_label"]
                 ours_knn = knn.score(X, y_bad) > knn_threshold
                 theirs = find_label_issues(y_all, oof)[len(X_ref):]
                 for method, flagged in (("confident_learning", ours_cl), ("knn_label", ours_knn),
-                                        ("gate (knn | CL)", ours_cl | ours_knn), ("cleanlab find_label_issues", theirs)):
+                                        ("gate (knn | CL)", ours_cl | ours_knn),
+                                        ("cleanlab find_label_issues", theirs)):
                     rows.append({"attack": attack, "rate": rate, "seed": seed, "method": method, **prf(mask, flagged)})
                 print(f"{attack} {rate:.0%} seed {seed}: " + ", ".join(
                     f"{r['method']} F1 {r['f1']:.3f}" for r in rows[-4:]), flush=True)
     return rows
 
 
-def feature_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
+def feature_benchmark(config: Config, X_ref, y_ref, X, y, n_classes, seeds, rates):
     from sklearn.covariance import EllipticEnvelope
     from sklearn.ensemble import IsolationForest
     from sklearn.neighbors import LocalOutlierFactor
 
-    cfg = params["filter"]
-    fitted = {name: calibrate(name, cfg["detectors"][name], X_ref, y_ref,
-                              cfg["detectors"][name].get("false_positive_rate", cfg["false_positive_rate"]), 5, 0)
-              for name in FEATURE_DETECTORS}
+    cfg = config.filter
+    fitted = {name: fitted_detector(cfg, name, detector_fpr(cfg, name), X_ref, y_ref) for name in FEATURE_DETECTORS}
     baselines = {  # fit once on the trusted reference, like the detectors
         "IsolationForest": IsolationForest(random_state=0).fit(X_ref),
         "EllipticEnvelope": EllipticEnvelope(random_state=0, support_fraction=0.9).fit(X_ref),
@@ -100,13 +118,14 @@ def feature_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
     }
     rows = []
     for attack, options in FEATURE_ATTACKS.items():
-        for rate in RATES:
+        for rate in rates:
             for seed in range(seeds):
                 X_bad, y_bad, mask = ATTACKS[attack](X, y, rate, np.random.default_rng(seed), n_classes, **options)
                 scores = {name: np.asarray(det.score(X_bad, y_bad), np.float64) for name, (det, _) in fitted.items()}
                 gate_flags = np.any([scores[name] > t for name, (_, t) in fitted.items()], axis=0)
                 # one number per row for the ROC: > 1 exactly where a detector flags (copies over a cap of 0: x 2)
-                gate = np.max([scores[name] / t if t > 0 else 2.0 * scores[name] for name, (_, t) in fitted.items()], axis=0)
+                gate = np.max([scores[name] / t if t > 0 else 2.0 * scores[name] for name, (_, t) in fitted.items()],
+                              axis=0)
                 scores["gate (max score / threshold)"] = gate
                 for name, model in baselines.items():
                     scores[name] = -model.score_samples(X_bad)
@@ -114,9 +133,11 @@ def feature_benchmark(params, X_ref, y_ref, X, y, n_classes, seeds):
                     rows.append({"attack": attack, "rate": rate, "seed": seed, "method": method,
                                  "auroc": roc_auc_score(mask, s), "recall_at_1pct_fpr": recall_at_fpr(mask, s)})
                 rows.append({"attack": attack, "rate": rate, "seed": seed, "method": "gate flags (calibrated)",
-                             "recall": float(gate_flags[mask].mean()), "clean_flagged": float(gate_flags[~mask].mean())})
+                             "recall": float(gate_flags[mask].mean()),
+                             "clean_flagged": float(gate_flags[~mask].mean())})
                 print(f"{attack} {rate:.0%} seed {seed}: gate AUROC {roc_auc_score(mask, gate):.3f}, "
-                      f"flags recall {gate_flags[mask].mean():.3f}, clean flagged {gate_flags[~mask].mean():.3f}", flush=True)
+                      f"flags recall {gate_flags[mask].mean():.3f}, clean flagged {gate_flags[~mask].mean():.3f}",
+                      flush=True)
     return rows
 
 
@@ -142,12 +163,13 @@ def markdown(meta, label, feature) -> str:
              f"batch {meta['batch_rows']} rows.", "", "## Label flips: precision / recall / F1", "",
              "| attack | rate | method | precision | recall | F1 |", "|---|---|---|---|---|---|"]
     fmt = lambda e, m: f"{e[m]['mean']:.3f} ± {e[m]['std']:.3f}" if m in e else ""  # noqa: E731
-    lines += [f"| {e['attack']} | {e['rate']:.0%} | {e['method']} | {fmt(e, 'precision')} | {fmt(e, 'recall')} | {fmt(e, 'f1')} |"
-              for e in label]
+    lines += [f"| {e['attack']} | {e['rate']:.0%} | {e['method']} | {fmt(e, 'precision')} | {fmt(e, 'recall')} | "
+              f"{fmt(e, 'f1')} |" for e in label]
     lines += ["", "## Feature attacks: AUROC / recall at 1% FPR (gate flags: recall / clean rows flagged)", "",
-              "| attack | rate | method | AUROC | recall@1%FPR | flags recall | clean flagged |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {e['attack']} | {e['rate']:.0%} | {e['method']} | {fmt(e, 'auroc')} | {fmt(e, 'recall_at_1pct_fpr')} | "
-              f"{fmt(e, 'recall')} | {fmt(e, 'clean_flagged')} |" for e in feature]
+              "| attack | rate | method | AUROC | recall@1%FPR | flags recall | clean flagged |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {e['attack']} | {e['rate']:.0%} | {e['method']} | {fmt(e, 'auroc')} | "
+              f"{fmt(e, 'recall_at_1pct_fpr')} | {fmt(e, 'recall')} | {fmt(e, 'clean_flagged')} |" for e in feature]
     return "\n".join(lines) + "\n"
 
 
@@ -156,13 +178,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gates_efficacy"))
     parser.add_argument("--only", choices=["label", "feature"])
+    parser.add_argument("--rates", type=float, nargs="+", default=RATES, help="poisoned shares (default: %(default)s)")
     args = parser.parse_args()
-    params, X_ref, y_ref, X, y, n_classes = load()
+    config, X_ref, y_ref, X, y, n_classes = load()
     start = time.perf_counter()
-    label = [] if args.only == "feature" else label_benchmark(params, X_ref, y_ref, X, y, n_classes, args.seeds)
-    feature = [] if args.only == "label" else feature_benchmark(params, X_ref, y_ref, X, y, n_classes, args.seeds)
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs), {platform.python_version()}",
+    data = (config, X_ref, y_ref, X, y, n_classes, args.seeds, args.rates)
+    label = [] if args.only == "feature" else label_benchmark(*data)
+    feature = [] if args.only == "label" else feature_benchmark(*data)
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
+                       f"{platform.python_version()}",
             "command": "uv run python benchmarks/gates_efficacy.py " + " ".join(sys.argv[1:]),
             "seeds": args.seeds, "reference_rows": len(X_ref), "batch_rows": len(X),
             "seconds": round(time.perf_counter() - start, 1)}

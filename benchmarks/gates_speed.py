@@ -18,7 +18,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FEATURES = 64
 TRUSTED = 20_000
-DETECTORS = ["robust_zscore", "iqr_fence", "mahalanobis", "periodic_noise", "batch_shift", "batch_pattern", "duplicates"]
+DETECTORS = ["robust_zscore", "iqr_fence", "mahalanobis", "periodic_noise", "batch_shift", "batch_pattern",
+             "duplicates"]
 
 
 def rows(n: int, seed: int) -> np.ndarray:
@@ -71,7 +72,8 @@ def one_size(n: int, repeats: int, isolation_forest: bool) -> dict:
             forest.score_samples(batch)
             runs.append(time.perf_counter() - start)
         result["seconds_isolation_forest"] = float(np.median(runs))
-        result["ratio_isolation_forest_over_ours"] = result["seconds_isolation_forest"] / result["seconds_all_feature_detectors"]
+        result["ratio_isolation_forest_over_ours"] = (result["seconds_isolation_forest"]
+                                                      / result["seconds_all_feature_detectors"])
     result["peak_rss_mb"] = peak_mb()
     return result
 
@@ -90,12 +92,14 @@ def main() -> None:
     results = []
     for i, n in enumerate(args.rows):
         # a fresh process per size: ru_maxrss is the peak of that size alone; IsolationForest on the first size
-        cmd = [sys.executable, __file__, "--child", str(n), "--repeats", str(args.repeats)] + (["--forest"] if i == 0 else [])
+        cmd = [sys.executable, __file__, "--child", str(n), "--repeats", str(args.repeats)]
+        cmd += ["--forest"] if i == 0 else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         results.append(json.loads(out))
         print(json.dumps(results[-1], indent=1), flush=True)
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, {platform.python_version()}",
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, "
+                       f"{platform.python_version()}",
             "command": "uv run python benchmarks/gates_speed.py " + " ".join(sys.argv[1:]),
             "repeats": args.repeats, "features": FEATURES, "trusted_rows": TRUSTED}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

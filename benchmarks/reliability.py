@@ -16,32 +16,49 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bad_inputs import CORPUS, MAX_BYTES  # noqa: E402
-from tasks import ingest, record, versioning  # noqa: E402
-from poisongate.errors import PoisongateError
-from poisongate.workspace import Workspace  # noqa: E402
-from tasks.data import load_digits_frame, schema_from_reference, split_default, write_table  # noqa: E402
+
+from poisongate import config as configuration  # noqa: E402
+from poisongate.config import Config  # noqa: E402
 from poisongate.data_gate import build_suite, validate_frame  # noqa: E402
+from poisongate.errors import PoisongateError  # noqa: E402
+from poisongate.schema import schema_from_reference  # noqa: E402
+from poisongate.sources import load_digits_frame, split_default  # noqa: E402
+from poisongate.store import record, versioning  # noqa: E402
+from poisongate.tables import write_table  # noqa: E402
+from poisongate.workspace import Workspace  # noqa: E402
+from tasks import ingest  # noqa: E402
 
 
-def timed_ingest(ws: Workspace, params: dict, repeats: int) -> tuple[str, str, int, int, float]:
+def workspace_dvc_yaml(root: Path) -> None:
+    """The project's dvc.yaml in a workspace outside the checkout: its code deps point at the checkout (as
+    tests/conftest.py's helper of the same name does)."""
+    text = (ROOT / "dvc.yaml").read_text()
+    assert "\n  - code: .\n" in text
+    (root / "dvc.yaml").write_text(text.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
+
+
+def timed_ingest(ws: Workspace, config: Config, repeats: int) -> tuple[str, str, int, int, float]:
     """(outcome, one-line message, rows read, rows kept for quarantine, median seconds) of ingesting the source."""
     seconds = []
     for _ in range(repeats):
         ws.incoming.unlink(missing_ok=True)
         start = time.perf_counter()
         try:
-            summary = ingest.ingest(ws, params)
-            outcome, message, read = ("passed to the data gate", "", summary["rows"]) if summary["passed"] else ("refused", summary["reason"], summary["rows"])
+            summary = ingest.run(ws, config)
+            if summary["passed"]:
+                outcome, message, read = "passed to the data gate", "", summary["rows"]
+            else:
+                outcome, message, read = "refused", summary["reason"], summary["rows"]
         except PoisongateError as e:
             outcome, message, read = "refused unread", str(e), 0
         seconds.append(time.perf_counter() - start)
@@ -70,21 +87,22 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/reliability.md"))
     args = parser.parse_args()
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    reference, _, batches = split_default(load_digits_frame(), params["data"]["split"])
+    config = configuration.load(ROOT / "params.yaml")
+    reference, _, batches = split_default(load_digits_frame(), config.data.split)
     tmp = Path(tempfile.mkdtemp(prefix="poisongate-reliability-"))
     ws = Workspace(tmp / "ws")
     write_table(reference, ws.reference)
 
     def run(source: Path, **data) -> tuple[str, str, int, int, float]:
-        return timed_ingest(ws, {**params, "data": {**params["data"], "source": str(source), "max_bytes": MAX_BYTES, **data}}, args.repeats)
+        changed = config.replace("data", source=str(source), max_bytes=MAX_BYTES, **data)  # sha256: merged by key
+        return timed_ingest(ws, changed, args.repeats)
 
     good = tmp / "good.csv"
     batches[1].to_csv(good, index=False)
     baseline = run(good)
     assert baseline[0] == "passed to the data gate"
-    schema = schema_from_reference(reference, params["data"], "reference")
-    suite = build_suite(reference, schema, params["validate"])
+    schema = schema_from_reference(reference, config.data, "reference")
+    suite = build_suite(reference, schema, config.validation, config.data.min_rows)
     rows = []
     for kind, (expected, make) in CORPUS.items():
         path = make(batches[1], tmp)
@@ -120,19 +138,23 @@ def main() -> None:
 
         root = tmp / "crash" / "ws"
         root.mkdir(parents=True)
-        for f in ("params.yaml", "dvc.yaml"):
-            shutil.copy(ROOT / f, root / f)
+        shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+        workspace_dvc_yaml(root)
         versioning.init(Workspace(root), remote=str(tmp / "crash" / "remote"))
         start = time.perf_counter()
-        crash = crash_campaign(root, {**os.environ, "PREFECT_HOME": str(tmp / "crash" / "prefect")})
+        env = {**os.environ, "PREFECT_HOME": str(tmp / "crash" / "prefect"),
+               "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # `poisongate` and `dvc` of this environment
+        crash = crash_campaign(root, env)
         crash["seconds"] = time.perf_counter() - start
 
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     md = [
         "# Reliability and security results", "",
         f"- Date: {now}",
-        f"- Machine: {platform.platform()}, {os.cpu_count()} cores shared with four other engineers' jobs, Python {platform.python_version()}",
-        f"- Command: `python3 -m uv run --locked python benchmarks/reliability.py{' --crash' if args.crash else ''} --repeats {args.repeats}`",
+        f"- Machine: {platform.platform()}, {os.cpu_count()} cores shared with four other engineers' jobs, "
+        f"Python {platform.python_version()}",
+        f"- Command: `python3 -m uv run --locked python benchmarks/reliability.py{' --crash' if args.crash else ''} "
+        f"--repeats {args.repeats}`",
         f"- data.max_bytes for the corpus: {MAX_BYTES} bytes; timings are medians of {args.repeats} ingests",
         "", "## Summary", "",
         "| figure | value |", "|---|---|",
@@ -146,19 +168,26 @@ def main() -> None:
     ]
     if crash:
         completed = int(crash["rerun_exit"] == 0)
+        before_promotion = crash["faults"][:list(KILL_AFTER).index("promote")]
+        changed_before_promotion = sum(not f["champion_unchanged"] for f in before_promotion)
         md += [
             f"| faults injected (SIGKILL of `poisongate run`, one per stage/step) | {len(crash['faults'])} |",
             f"| runs killed as planned | {sum(f['killed'] for f in crash['faults'])} |",
-            f"| reruns after the faults that completed (exit 0, git clean) | {completed} of 1 (+ each killed run was itself a rerun that got past the previous kill point) |",
+            f"| reruns after the faults that completed (exit 0, git clean) | {completed} of 1 (+ each killed run was "
+            "itself a rerun that got past the previous kill point) |",
             f"| rows lost after the faults | {crash['rows_lost']} |",
             f"| half-written files left after the rerun | {len(crash['leftovers'])} |",
-            f"| champion changed by a kill before promotion | {sum(not f['champion_unchanged'] for f in crash['faults'][:list(KILL_AFTER).index('promote')])} |",
+            f"| champion changed by a kill before promotion | {changed_before_promotion} |",
             f"| crash campaign wall time | {crash['seconds']:.0f} s |",
         ]
-    md += ["", "## Bad inputs", "", f"Baseline: ingesting the good {len(batches[1])}-row batch, {baseline[4] * 1000:.1f} ms.", "",
-           "| kind | expected | outcome | rows read / kept for quarantine | time vs good batch | message |", "|---|---|---|---|---|---|"]
-    md += [f"| {k} | {e} | {o} | {r} / {kept} | {s / baseline[4]:.2f}x | {m.replace('|', '/')[:160]} |" for k, e, o, r, kept, s, m, _ in rows]
-    md += ["", "## Tampered sources (pinned by SHA-256)", "", "| change in transit | pin in params.yaml | sidecar .sha256 |", "|---|---|---|"]
+    md += ["", "## Bad inputs", "",
+           f"Baseline: ingesting the good {len(batches[1])}-row batch, {baseline[4] * 1000:.1f} ms.", "",
+           "| kind | expected | outcome | rows read / kept for quarantine | time vs good batch | message |",
+           "|---|---|---|---|---|---|"]
+    md += [f"| {k} | {e} | {o} | {r} / {kept} | {s / baseline[4]:.2f}x | {m.replace('|', '/')[:160]} |"
+           for k, e, o, r, kept, s, m, _ in rows]
+    md += ["", "## Tampered sources (pinned by SHA-256)", "",
+           "| change in transit | pin in params.yaml | sidecar .sha256 |", "|---|---|---|"]
     md += [f"| {n} | {o} | {s} |" for n, o, s in tampered]
     if crash:
         md += ["", "## Faults injected", "", "| killed just after | killed | champion unchanged |", "|---|---|---|"]

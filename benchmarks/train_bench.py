@@ -17,25 +17,44 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import yaml
 from flax import nnx
 
-from poisongate.learning import models
+from poisongate import config as configuration
 from poisongate.attacks import simulate
-from tasks.data import load_digits_frame, schema_from_reference, split_default, to_arrays
-from poisongate.learning.training import (accuracy, batch_size_for, data_sharding, fit, optimizer_for, privacy_spent, recipe,
-                         train_epoch, train_model)
+from poisongate.config import Recipe
+from poisongate.learning import models
+from poisongate.learning.training import (
+    accuracy,
+    batch_size_for,
+    data_sharding,
+    fit,
+    optimizer_for,
+    privacy_spent,
+    step_options,
+    train_epoch,
+    train_model,
+)
+from poisongate.schema import schema_from_reference, to_arrays
+from poisongate.sources import load_digits_frame, split_default
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-PLAIN = {**PARAMS["train"], "weight_decay": 0.0}  # every robust option off
+CONFIG = configuration.load(ROOT / "params.yaml")
+
+
+def recipe_with(**overrides) -> Recipe:
+    """params.yaml's `train` recipe with some keys changed (nested sections such as dp_sgd merged key by key),
+    validated as params.yaml is."""
+    return CONFIG.replace("train", **overrides).train if overrides else CONFIG.train
+
+
+PLAIN = recipe_with(weight_decay=0.0)  # every robust option off
 
 
 def median_seconds(fns: dict, repeats: int) -> dict:
@@ -84,13 +103,14 @@ def synthetic(n: int, d: int = 64, classes: int = 10, seed: int = 0):
     return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, classes, n).astype(np.int32)
 
 
-def epoch_fn(cfg: dict, X: np.ndarray, y: np.ndarray):
+def epoch_fn(cfg: Recipe, X: np.ndarray, y: np.ndarray):
     """One epoch of poisongate's jitted training (what `fit` calls once per epoch)."""
     spec = models.model_spec(cfg, X, tuple(range(10)))
     graphdef, params = nnx.split(models.build(spec, 0))
     tx = optimizer_for(cfg)
     X, y, w = jax.device_put((X, y, np.ones(len(X), np.float32)))  # as `fit` does: on device once
-    args = (graphdef, tx, recipe(cfg), data_sharding(), batch_size_for(cfg), params, tx.init(params), X, y, w, jax.random.key(0))
+    args = (graphdef, tx, step_options(cfg), data_sharding(), batch_size_for(cfg), params, tx.init(params), X, y, w,
+            jax.random.key(0))
     return lambda: train_epoch(*args)[2]
 
 
@@ -103,9 +123,10 @@ def throughput(repeats: int) -> dict:
     Xd, yd, key = jax.device_put(X), jax.device_put(y), jax.random.key(0)
     s = median_seconds({
         "hand_written": lambda: hand_written_epoch(graphdef, tx, bs, False, params, tx.init(params), Xd, yd, key)[1],
-        "hand_written_same_work": lambda: hand_written_epoch(graphdef, tx, bs, True, params, tx.init(params), Xd, yd, key)[1],
+        "hand_written_same_work":
+            lambda: hand_written_epoch(graphdef, tx, bs, True, params, tx.init(params), Xd, yd, key)[1],
         "poisongate": epoch_fn(PLAIN, X, y)}, repeats)
-    return {"rows": len(X), "batch": bs, "model": f"mlp {PLAIN['hidden']}",
+    return {"rows": len(X), "batch": bs, "model": f"mlp {list(PLAIN.hidden)}",
             **{f"{name}_samples_per_s": len(X) / seconds for name, seconds in s.items()},
             "overhead": s["poisongate"] / s["hand_written"] - 1,
             "overhead_vs_hand_written_same_work": s["poisongate"] / s["hand_written_same_work"] - 1,
@@ -114,56 +135,58 @@ def throughput(repeats: int) -> dict:
 
 def folds(repeats: int, k: int = 5) -> dict:
     X, y = synthetic(1797)
-    cfg = {**PLAIN, "epochs": 5}
+    cfg = PLAIN.model_copy(update={"epochs": 5})
     spec = models.model_spec(cfg, X, tuple(range(10)))
     W = (np.arange(len(X))[None, :] % k != np.arange(k)[:, None]).astype(np.float32)
     s = median_seconds({"vmapped": lambda: fit(X, y, spec, cfg, W)[3],
                         "sequential": lambda: [fit(X, y, spec, cfg, W[i:i + 1])[3] for i in range(k)]}, repeats)
-    return {"k": k, "rows": len(X), "epochs": cfg["epochs"], "vmapped_s": s["vmapped"], "sequential_s": s["sequential"],
+    return {"k": k, "rows": len(X), "epochs": cfg.epochs, "vmapped_s": s["vmapped"], "sequential_s": s["sequential"],
             "speedup": s["sequential"] / s["vmapped"], "target_speedup": 2.5}
 
 
 def cost_factors(repeats: int) -> dict:
     X, y = synthetic(4096)
     s = median_seconds({"plain": epoch_fn(PLAIN, X, y),
-                        "dp_sgd": epoch_fn({**PLAIN, "dp_sgd": {**PLAIN["dp_sgd"], "enabled": True}}, X, y),
-                        "pgd": epoch_fn({**PLAIN, "adversarial": {**PLAIN["adversarial"], "method": "pgd"}}, X, y)}, repeats)
+                        "dp_sgd": epoch_fn(recipe_with(weight_decay=0.0, dp_sgd={"enabled": True}), X, y),
+                        "pgd": epoch_fn(recipe_with(weight_decay=0.0, adversarial={"method": "pgd"}), X, y)}, repeats)
     return {"rows": len(X), "plain_epoch_s": s["plain"], "dp_sgd_factor": s["dp_sgd"] / s["plain"],
-            "pgd_factor": s["pgd"] / s["plain"], "pgd_steps": PLAIN["adversarial"]["pgd_steps"]}
+            "pgd_factor": s["pgd"] / s["plain"], "pgd_steps": PLAIN.adversarial.pgd_steps}
 
 
+# Overrides of PLAIN; a nested section (adversarial, dp_sgd) is merged key by key over PLAIN's.
 ROBUST = {
     "plain": {},
     "weight_decay_1e-2": {"weight_decay": 1e-2},
     "clip_grad_norm_1": {"clip_grad_norm": 1.0},
     "trim_20%": {"trim_fraction": 0.2},
-    "fgsm": {"adversarial": {**PLAIN["adversarial"], "method": "fgsm"}},
-    "pgd": {"adversarial": {**PLAIN["adversarial"], "method": "pgd"}},
-    "dp_sgd": {"dp_sgd": {**PLAIN["dp_sgd"], "enabled": True}},
+    "fgsm": {"adversarial": {"method": "fgsm"}},
+    "pgd": {"adversarial": {"method": "pgd"}},
+    "dp_sgd": {"dp_sgd": {"enabled": True}},
 }
-ROBUST["combined"] = {k: v for name in ROBUST for k, v in ROBUST[name].items()}
+ROBUST["combined"] = {k: v for name in ROBUST for k, v in ROBUST[name].items()}  # pgd wins over fgsm
 
 
 def flipped_label_accuracy(seeds: int) -> dict:
     """Train on the default data's reference + incoming rows with 20% of labels flipped; score the holdout."""
-    reference, holdout, batches = split_default(load_digits_frame(), PARAMS["data"]["split"])
-    schema = schema_from_reference(reference, PARAMS["data"], "reference")
+    reference, holdout, batches = split_default(load_digits_frame(), CONFIG.data.split)
+    schema = schema_from_reference(reference, CONFIG.data, "reference")
     parts = [to_arrays(f, schema) for f in (reference, *batches)]
     X, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     Xh, yh = to_arrays(holdout, schema)
     out = {}
     for name, overrides in ROBUST.items():
-        cfg = {**PLAIN, **overrides}
+        cfg = recipe_with(**{"weight_decay": 0.0, **overrides})
         accs, epsilon = [], None
         for seed in range(seeds):
             Xp, yp, _ = simulate(X, y, "label_flip", 0.2, seed, len(schema.classes))
             spec = models.model_spec(cfg, Xp, schema.classes)
-            t = train_model(models.scale(Xp, spec), yp, spec, {**cfg, "seed": seed})
+            t = train_model(models.scale(Xp, spec), yp, spec, cfg.model_copy(update={"seed": seed}))
             accs.append(accuracy(t.graphdef, t.params, models.scale(Xh, spec), yh))
-        if cfg["dp_sgd"]["enabled"]:
+        if cfg.dp_sgd.enabled:
             epsilon = privacy_spent(cfg, len(X))
         out[name] = {"holdout_accuracy_median": statistics.median(accs), "per_seed": accs, "dp_epsilon": epsilon}
-        print(f"  {name:<18} holdout accuracy {statistics.median(accs):.4f}  (seeds {', '.join(f'{a:.3f}' for a in accs)})", flush=True)
+        print(f"  {name:<18} holdout accuracy {statistics.median(accs):.4f}  "
+              f"(seeds {', '.join(f'{a:.3f}' for a in accs)})", flush=True)
     plain = out["plain"]["holdout_accuracy_median"]
     for v in out.values():
         v["vs_plain"] = v["holdout_accuracy_median"] - plain
@@ -176,19 +199,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, {jax.devices()[0].platform}",
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, "
+                         f"{jax.devices()[0].platform}",
               "command": f"uv run python benchmarks/train_bench.py --repeats {args.repeats} --seeds {args.seeds}",
               "repeats": args.repeats}
     t = result["throughput"] = throughput(args.repeats)
     print(f"throughput: hand-written {t['hand_written_samples_per_s']:.0f} samples/s, poisongate "
           f"{t['poisongate_samples_per_s']:.0f}: overhead {t['overhead']:+.1%} (target <= 5%); vs a hand-written loop "
-          f"that also reshuffles and records the same monitors ({t['hand_written_same_work_samples_per_s']:.0f} samples/s): "
+          f"that also reshuffles and records the same monitors "
+          f"({t['hand_written_same_work_samples_per_s']:.0f} samples/s): "
           f"{t['overhead_vs_hand_written_same_work']:+.1%}", flush=True)
     f = result["folds"] = folds(args.repeats)
-    print(f"k=5 folds: sequential {f['sequential_s']:.2f} s, vmapped {f['vmapped_s']:.2f} s: {f['speedup']:.2f}x (target >= 2.5x)", flush=True)
+    print(f"k=5 folds: sequential {f['sequential_s']:.2f} s, vmapped {f['vmapped_s']:.2f} s: {f['speedup']:.2f}x "
+          "(target >= 2.5x)", flush=True)
     c = result["cost"] = cost_factors(args.repeats)
-    print(f"cost vs plain epoch ({c['plain_epoch_s'] * 1e3:.1f} ms): DP-SGD {c['dp_sgd_factor']:.2f}x, PGD-{c['pgd_steps']} {c['pgd_factor']:.2f}x", flush=True)
+    print(f"cost vs plain epoch ({c['plain_epoch_s'] * 1e3:.1f} ms): DP-SGD {c['dp_sgd_factor']:.2f}x, "
+          f"PGD-{c['pgd_steps']} {c['pgd_factor']:.2f}x", flush=True)
     print("20% label flips, default data:", flush=True)
     result["label_flips"] = flipped_label_accuracy(args.seeds)
     if args.out:

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.dtypes import StringDType
 
 from poisongate.config import FilterConfig
 from poisongate.detectors.base import Detector, row_chunks
@@ -37,21 +36,31 @@ class Screening:
     def share(self) -> float:
         return float(self.quarantined.mean()) if len(self.quarantined) else 0.0
 
-    def reasons(self) -> np.ndarray:
-        """Per row: every flagging detector's score, threshold and reason ("" for an accepted row). Built per
-        detector over its flagged rows, formatting each distinct rounded score once: no loop over rows."""
-        out = np.full(len(self.quarantined), "", dtype=StringDType())
+    def reasons(self, prefix: str = "") -> np.ndarray:
+        """Per row (an object array of str): `prefix`, then every flagging detector's score, threshold and reason
+        ("" for an accepted row without a prefix). No loop over rows: each row gets one integer key for the
+        combination of texts it shows (each detector's distinct rounded scores numbered), and only the distinct
+        combinations are formatted."""
+        n = len(self.quarantined)
+        key, radix, texts, codes = np.zeros(n, np.int64), 1, [], []
         for name, flag in self.flags.items():
             rows = np.flatnonzero(flag)
-            if not len(rows):
-                continue
             values, inverse = np.unique(significant(self.scores[name][rows]), return_inverse=True)
             why = DETECTORS[name].reason if name in DETECTORS else name
-            texts = np.array([f"{name} {v:.3g} > {self.thresholds[name]:.3g} ({why})" for v in values],
-                             dtype=StringDType())[inverse]
-            sep = np.where(out[rows] == "", "", "; ").astype(StringDType())
-            out[rows] = np.strings.add(np.strings.add(out[rows], sep), texts)
-        return out
+            texts.append([""] + [f"{name} {v:.3g} > {self.thresholds[name]:.3g} ({why})" for v in values])
+            code = np.zeros(n, np.int64)
+            code[rows] = inverse.ravel() + 1  # 0: this detector did not flag the row
+            codes.append(code)
+            if radix * len(texts[-1]) >= 2**62:  # renumber the combinations so far before the key overflows
+                key = np.unique(key, return_inverse=True)[1].ravel().astype(np.int64)
+                radix = int(key.max()) + 1
+            key, radix = key + code * radix, radix * len(texts[-1])
+        distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        shown = []
+        for row in first:  # one per distinct combination
+            parts = [options[code[row]] for options, code in zip(texts, codes) if code[row]]
+            shown.append("; ".join([prefix, *parts] if prefix else parts))
+        return np.asarray(shown, dtype=object)[inverse.ravel()] if n else np.zeros(0, dtype=object)
 
 
 def significant(x: np.ndarray, digits: int = 3) -> np.ndarray:
@@ -117,7 +126,8 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
     """Every detector of filter.detectors on the batch: its scores and calibrated thresholds."""
     fitted, fprs, thresholds = {}, {}, {}
     for name, options in cfg.detectors.items():
-        fprs[name] = options.false_positive_rate or cfg.false_positive_rate  # a detector may be stricter
+        own = options.false_positive_rate  # a detector may be stricter
+        fprs[name] = cfg.false_positive_rate if own is None else own
         detector = make(name, options)
         if len(X_ref):  # calibrated on trusted rows in this process, whichever way the batch is scored
             thresholds[name] = calibrate(detector, X_ref, y_ref, fprs[name], cfg.calibration_folds, cfg.seed)

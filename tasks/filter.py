@@ -22,12 +22,9 @@ def filter_batch(reference: pd.DataFrame, batch: pd.DataFrame, schema: Schema, c
                  scorer: gate.ChunkScorer = gate.score_in_process):
     """(clean dataset or None if the batch is refused, quarantined rows, summary)."""
     screening = gate.screen(*to_arrays(reference, schema), *to_arrays(batch, schema), cfg, scorer)
-    mask, reasons = screening.quarantined, screening.reasons()
     refused = gate.refusal(screening, cfg)
-    if refused:
-        reasons = np.strings.add(f"batch refused: {refused}",
-                                 np.strings.add(np.where(reasons == "", "", "; "), reasons))
-        mask = np.ones(len(batch), dtype=bool)
+    reasons = screening.reasons(prefix=f"batch refused: {refused}" if refused else "")
+    mask = np.ones(len(batch), dtype=bool) if refused else screening.quarantined
     quarantine = gate.quarantine_frame(batch, mask, reasons, screening.scores)
     clean = None if refused else pd.concat([reference, batch.loc[~mask, reference.columns]], ignore_index=True)
     return clean, quarantine, gate.summary(screening, cfg, row_ids(batch, schema), mask, reasons, refused)

@@ -26,14 +26,14 @@ def config() -> configuration.Config:
 
 
 def set_params(ws, updates: dict) -> configuration.Config:
-    """Change keys of a workspace's params.yaml, section by section (as a user edits the file); the result is
-    parsed, so a test cannot write a value the product would refuse by mistake."""
-    path = ws.root / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
+    """Change keys of a workspace's params.yaml, section by section, as a user edits the file (a nested section
+    such as data.sha256 key by key, a mapping such as filter.detectors whole); validated as the product does, so
+    a test cannot write a value the product would refuse by mistake."""
+    config = configuration.load(ws.root / "params.yaml")
     for section, values in updates.items():
-        raw[section].update(values)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return configuration.load(path)
+        config = config.replace(section, **values)
+    (ws.root / "params.yaml").write_text(yaml.safe_dump(config.model_dump(by_alias=True), sort_keys=False))
+    return config
 
 
 def recipe(base: configuration.Recipe | None = None, **overrides) -> configuration.Recipe:
