@@ -14,6 +14,7 @@ import pandas as pd
 from poisongate.config import FilterConfig
 from poisongate.detectors.base import Detector, row_chunks
 from poisongate.detectors.registry import DETECTORS, make
+from poisongate.schema import plain
 from poisongate.stats import median_and_scale
 
 Chunks = list[tuple[np.ndarray, np.ndarray]]
@@ -55,7 +56,7 @@ class Screening:
                 key = np.unique(key, return_inverse=True)[1].ravel().astype(np.int64)
                 radix = int(key.max()) + 1
             key, radix = key + code * radix, radix * len(texts[-1])
-        distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         shown = []
         for row in first:  # one per distinct combination
             parts = [options[code[row]] for options, code in zip(texts, codes) if code[row]]
@@ -173,8 +174,6 @@ def histogram(scores: np.ndarray, threshold: float, bins: int = 40) -> dict[str,
 
 def summary(screening: Screening, cfg: FilterConfig, ids: np.ndarray, mask: np.ndarray, reasons: np.ndarray,
             refused: str | None) -> dict[str, Any]:
-    from poisongate.schema import plain
-
     return {
         "passed": refused is None,
         "reason": refused,

@@ -73,8 +73,8 @@ def test_checkpoint_of_other_data_is_not_resumed(tmp_path):
     X, y = blobs(n_per_class=30)
     cfg = recipe(CFG, epochs=2)
     spec = models.model_spec(cfg, X, (0, 1, 2))
-    train_model(X, y, spec, cfg, checkpoint_dir=tmp_path)
-    other = train_model(X[::-1].copy(), y[::-1].copy(), spec, cfg, checkpoint_dir=tmp_path)
+    train_model(X, y, spec, cfg, checkpoint_dir=tmp_path, checkpoint_every=1)
+    other = train_model(X[::-1].copy(), y[::-1].copy(), spec, cfg, checkpoint_dir=tmp_path, checkpoint_every=1)
     assert other.losses.shape[0] == 2
     fresh = train_model(X[::-1].copy(), y[::-1].copy(), spec, cfg)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(other.params), jax.tree.leaves(fresh.params)))

@@ -266,10 +266,12 @@ class Checkpoints:
 
 
 def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Recipe, W: np.ndarray | None = None,
-                checkpoint_dir: Path | None = None, checkpoint_every: int = 1) -> Trained:
+                checkpoint_dir: Path | None = None, checkpoint_every: int | None = None) -> Trained:
     """Train one model (W None) or len(W) models at once, one per row-weight vector. X is already scaled.
     With `checkpoint_dir`, resumes from its latest matching checkpoint and saves every
-    `checkpoint_every` epochs."""
+    `checkpoint_every` epochs (train.checkpoint_every: the caller says, no default here)."""
+    if (checkpoint_dir is None) != (checkpoint_every is None):
+        raise ValueError("checkpoint_dir and checkpoint_every go together")
     bs = batch_size_for(recipe)
     folds = None if W is None else len(W)
     w = np.ones(len(X), np.float32) if W is None else W.astype(np.float32)
