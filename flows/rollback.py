@@ -20,7 +20,7 @@ rollback_task = task(rollbacks.rollback, name="restore", cache_policy=NO_CACHE)
 @flow(name="rollback", log_prints=True)
 def rollback(workspace: str = ".", to: str | None = None) -> dict[str, Any]:
     ws = Workspace(workspace)
-    with workspace_lock(ws, configuration.load(ws.params).data.lock_timeout_s):
+    with workspace_lock(ws, configuration.lock_timeout(ws.params)):  # params.yaml may be the broken thing
         entry = rollback_task(ws, to)
     create_markdown_artifact(markdown=rollbacks.markdown(entry), key="poisongate-rollback",
                              description=entry["message"])

@@ -3,3 +3,6 @@
 The library: config (typed params.yaml), workspace and data I/O, detectors (plug-ins), the gates, learning
 (models, training, cross-validation), store (registry, versioning, history, rollback), reports, attacks and the
 red team. The stages that use it are in tasks/, the Prefect flows that wire them in flows/."""
+
+# The pipeline's stages in order: each is tasks/<name>.py and the dvc.yaml stage of that name.
+STAGES = ("reference", "expectations", "ingest", "validate", "filter", "train", "crossval", "promote")

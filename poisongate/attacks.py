@@ -117,6 +117,8 @@ def irrelevant_features(X, y, rate, rng, n_classes):
 def noisy_duplicates(X, y, rate, rng, n_classes, *, copies=10, scale=0.1):
     """Duplication with noise: the chosen rows become noisy copies (noise `scale` x feature std) of a few
     untouched rows, about `copies` copies each, with those rows' labels."""
+    if copies < 1:
+        raise ConfigError(f"params.yaml: simulate.options.noisy_duplicates.copies = {copies}; use 1 or more")
     mask = _choose(len(y), rate, rng)
     count = int(mask.sum())
     sources = rng.choice(np.flatnonzero(~mask), size=max(1, -(-count // copies)), replace=False)
@@ -131,6 +133,8 @@ def noisy_duplicates(X, y, rate, rng, n_classes, *, copies=10, scale=0.1):
 def mass_duplicates(X, y, rate, rng, n_classes, *, points=3):
     """Mass duplication: the chosen rows become exact copies of `points` untouched rows of one random class,
     an artificial class imbalance."""
+    if points < 1:
+        raise ConfigError(f"params.yaml: simulate.options.mass_duplicates.points = {points}; use 1 or more")
     mask = _choose(len(y), rate, rng)
     classes, counts = np.unique(y[~mask], return_counts=True)
     cls = rng.choice(classes[counts >= points])

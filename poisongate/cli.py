@@ -54,7 +54,7 @@ def rollback(ws: Workspace, args: argparse.Namespace) -> None:
     from poisongate.store.lock import workspace_lock
     from poisongate.store.rollback import rollback as restore
 
-    with workspace_lock(ws, configuration.load(ws.params).data.lock_timeout_s):
+    with workspace_lock(ws, configuration.lock_timeout(ws.params)):  # works whatever params.yaml holds now
         print(restore(ws, args.to)["message"])
 
 
@@ -76,8 +76,8 @@ def expectations(ws: Workspace, args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from poisongate import STAGES
     from poisongate.attacks import ATTACKS
-    from tasks import STAGES
 
     parser = argparse.ArgumentParser(prog="poisongate", description=__doc__)
     parser.add_argument("--workspace", default=".", help="the DVC project to work in (default: here)")
@@ -127,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     except PoisongateError as e:
         print(f"poisongate: {e}", file=sys.stderr)
         return e.exit_status
+    except ModuleNotFoundError as e:
+        if e.name not in ("tasks", "flows"):
+            raise
+        print(f"poisongate: {args.command} needs the stages and flows of a poisongate checkout (tasks/, flows/); "
+              "run it from a clone: `python3 -m uv run --locked poisongate ...`", file=sys.stderr)
+        return 1
     return 0
 
 

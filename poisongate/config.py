@@ -6,6 +6,8 @@ tests/test_config.py). Unknown keys are refused; a bad value is one line naming 
 allowed (ConfigError, exit status 2), before any stage runs."""
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,7 +49,7 @@ class Pins(Section):
 
 
 class DataConfig(Section):
-    source: str
+    source: str  # "digits" (the embedded default) or the path of the incoming batch
     reference: str | None
     holdout: str | None
     label_column: str
@@ -60,12 +62,40 @@ class DataConfig(Section):
     sha256: Pins
     lock_timeout_s: NonNegative
 
+    @model_validator(mode="after")
+    def _sources_complete(self) -> DataConfig:
+        if self.source == "digits" and self.batch >= self.split.batches:
+            raise ValueError(f"batch {self.batch} but split.batches is {self.split.batches}: "
+                             f"use 0..{self.split.batches - 1}")
+        if self.source != "digits" and not (self.reference and self.holdout):
+            raise ValueError("a source of your own needs its trusted reference and holdout files too")
+        return self
+
 
 class SimulateConfig(Section):
     attack: str
     rate: Share
     seed: int
     options: dict[str, dict[str, Any]]
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each attack's options name its keyword-only parameters, with values of their defaults' types."""
+        from poisongate.attacks import ATTACKS
+
+        for name, values in options.items():
+            if name not in ATTACKS:
+                raise ValueError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}")
+            defaults = {p.name: p.default for p in inspect.signature(ATTACKS[name]).parameters.values()
+                        if p.kind is p.KEYWORD_ONLY}
+            for key, value in (values or {}).items():
+                if key not in defaults:
+                    raise ValueError(f"{name}.{key}: not an option of {name}; its options: {', '.join(defaults)}")
+                kind = type(defaults[key])
+                if defaults[key] is not None and not isinstance(value, kind if kind is not float else (int, float)):
+                    raise ValueError(f"{name}.{key} = {value!r}: expected {kind.__name__}")
+        return options
 
     @field_validator("attack")
     @classmethod
@@ -85,6 +115,13 @@ class ValidateConfig(Section):
     quantile_band: Positive | None
     max_class_kl: Positive | None
     max_duplicate_share: Share | None
+
+    @field_validator("stdev_band")
+    @classmethod
+    def _ordered(cls, band: list[float] | None) -> list[float] | None:
+        if band is not None and band[0] > band[1]:
+            raise ValueError("[low, high] with low <= high")
+        return band
 
 
 class FilterConfig(Section):
@@ -216,7 +253,7 @@ class Config(Section):
         for key, value in values.items():
             nested = isinstance(getattr(model, key, None), Section) and isinstance(value, dict)
             current[section][key] = {**current[section][key], **value} if nested else value
-        return parse(current, "run options")
+        return parse(current, "run options", fix="fix the option")
 
 
 def run_options(attack: str | None, rate: float | None, batch: int | None) -> dict[str, dict[str, Any]]:
@@ -246,21 +283,43 @@ def first_error(error: ValidationError) -> str:
     return f"{key} = {shown}: {message}" if key else message
 
 
-def parse(raw: Any, origin: str | Path) -> Config:
+def parse(raw: Any, origin: str | Path, fix: str = "fix it in params.yaml") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping of sections; fix the file")
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{origin}: {first_error(e)}; fix it in params.yaml") from None
+        raise ConfigError(f"{origin}: {first_error(e)}; {fix}") from None
 
 
-def load(path: str | Path) -> Config:
-    path = Path(path)
+class _Loader(yaml.SafeLoader):
+    """YAML as people write numbers: PyYAML follows YAML 1.1, where `1e-3` (no dot) is a string; YAML 1.2 and
+    every other tool read it as a float."""
+
+
+EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def read(path: Path) -> Any:
+    """params.yaml as YAML, before any validation."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_Loader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; run `poisongate init {path.parent}` to create a workspace") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
-    return parse(raw, path)
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    return parse(read(path), path)
+
+
+def lock_timeout(path: str | Path) -> float:
+    """data.lock_timeout_s for commands that must work while the rest of params.yaml is broken or from another
+    version (a rollback restores params.yaml itself): the shipped value where the file does not give one."""
+    raw = read(Path(path))
+    data = raw.get("data") if isinstance(raw, dict) else None
+    value = data.get("lock_timeout_s") if isinstance(data, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else 600.0

@@ -197,11 +197,12 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-def refusal(summary: dict[str, Any]) -> str | None:
-    """Why the data gate refuses the batch (the failed expectations, by type and column), or None."""
+def refusal(summary: dict[str, Any], shown: int | None = 5) -> str | None:
+    """Why the data gate refuses the batch (the failed expectations, by type and column: the first `shown`, or
+    all), or None."""
     if summary["passed"]:
         return None
     failed = summary["failed"]
-    names = ", ".join(f"{x['expectation']}({x['column'] or 'table'})" for x in failed[:5])
-    more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+    names = ", ".join(f"{x['expectation']}({x['column'] or 'table'})" for x in failed[:shown])
+    more = f" and {len(failed) - shown} more" if shown is not None and len(failed) > shown else ""
     return f"batch refused by the data gate: {len(failed)} expectations failed: {names}{more}"

@@ -46,9 +46,10 @@ class Screening:
         key, radix, texts, codes = np.zeros(n, np.int64), 1, [], []
         for name, flag in self.flags.items():
             rows = np.flatnonzero(flag)
-            values, inverse = np.unique(significant(self.scores[name][rows]), return_inverse=True)
+            flagged = self.scores[name][rows]
+            _, first, inverse = np.unique(significant(flagged), return_index=True, return_inverse=True)
             why = DETECTORS[name].reason if name in DETECTORS else name
-            texts.append([""] + [f"{name} {v:.3g} > {self.thresholds[name]:.3g} ({why})" for v in values])
+            texts.append([""] + [f"{name} {v:.3g} > {self.thresholds[name]:.3g} ({why})" for v in flagged[first]])
             code = np.zeros(n, np.int64)
             code[rows] = inverse.ravel() + 1  # 0: this detector did not flag the row
             codes.append(code)
@@ -65,7 +66,8 @@ class Screening:
 
 
 def significant(x: np.ndarray, digits: int = 3) -> np.ndarray:
-    """Round to `digits` significant digits (what the reasons show), so equal-looking scores format once."""
+    """Round to `digits` significant digits (what the reasons show), so equal-looking scores format once (each
+    group is shown by formatting one of its own scores)."""
     x = np.asarray(x, np.float64)
     finite = np.isfinite(x) & (x != 0)
     magnitude = np.where(finite, 10.0 ** (np.floor(np.log10(np.abs(np.where(finite, x, 1.0)))) - digits + 1), 1.0)

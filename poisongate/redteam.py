@@ -119,9 +119,8 @@ def gates(data: MatrixData, frame: pd.DataFrame, config: Config) -> tuple[np.nda
     with _GX_LOCK:
         checked = data_gate.validate_frame(frame, data.suite)
     everything = np.ones(len(frame), bool)
-    refused = data_gate.refusal(checked)
-    if refused:
-        return everything, flagged, f"data gate: {refused}"
+    if data_gate.refusal(checked):  # named by the kinds of expectation that failed, as the matrix groups them
+        return everything, flagged, "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]}))
     refused = gate.refusal(screening, config.filter)
     if refused:
         return everything, flagged, f"poisoning gate: {refused}"

@@ -9,7 +9,7 @@ import pandas as pd
 
 from poisongate import integrity
 from poisongate.config import DataConfig, Split
-from poisongate.errors import ConfigError, PoisongateError
+from poisongate.errors import PoisongateError
 from poisongate.schema import Schema, batch_problem, schema_from_reference
 from poisongate.tables import parse_table, read_bytes
 from poisongate.workspace import Workspace
@@ -41,10 +41,7 @@ def split_default(frame: pd.DataFrame, split: Split) -> tuple[pd.DataFrame, pd.D
 
 
 def user_path(ws: Workspace, data: DataConfig, key: str) -> Path:
-    value = getattr(data, key)
-    if not value:
-        raise ConfigError(f"params.yaml: data.{key} is empty; a user-supplied source needs its trusted {key} file")
-    path = Path(value)
+    path = Path(getattr(data, key))  # set: checked when params.yaml was parsed
     return path if path.is_absolute() else ws.root / path
 
 
@@ -78,10 +75,7 @@ def load_source_batch(ws: Workspace, data: DataConfig) -> tuple[pd.DataFrame, st
         frame, path = read_user_file(ws, data, "source")
         return frame, str(path)
     _, _, batches = split_default(load_digits_frame(), data.split)
-    if data.batch >= len(batches):
-        raise ConfigError(f"params.yaml: data.batch = {data.batch} but the default data has {len(batches)} batches; "
-                          f"use 0..{len(batches) - 1}")
-    return batches[data.batch], f"digits batch {data.batch}"
+    return batches[data.batch], f"digits batch {data.batch}"  # data.batch < split.batches: checked when parsed
 
 
 def workspace_reference(ws: Workspace, data: DataConfig) -> tuple[pd.DataFrame, Schema]:

@@ -8,10 +8,11 @@ import json
 import time
 from typing import Any
 
+from poisongate import STAGES
 from poisongate.config import Config
 from poisongate.workspace import Workspace, atomic_write_text
 
-STAGES = ("reference", "expectations", "ingest", "validate", "filter", "train", "crossval", "promote")
+__all__ = ["STAGES", "run_stage"]
 
 
 def run_stage(ws: Workspace, name: str, config: Config) -> dict[str, Any]:

@@ -52,6 +52,13 @@ def test_the_shipped_params_parse_into_frozen_sections(config):
     ("data.min_rows", 0, "data.min_rows = 0: Input should be greater than or equal to 1"),
     ("simulate.attack", "nope", "simulate.attack = 'nope': must be none or one of"),
     ("redteam.workers", 0, "redteam.workers = 0: Input should be greater than or equal to 1"),
+    ("data.batch", 2, "data = {...}: batch 2 but split.batches is 2: use 0..1"),
+    ("data.source", "incoming.csv", "data = {...}: a source of your own needs its trusted reference and holdout"),
+    ("validate.stdev_band", [2.0, 0.5], "validate.stdev_band = [2.0, 0.5]: [low, high] with low <= high"),
+    ("simulate.options.noisy_duplicate", {"copies": 3}, "simulate.options = {...}: unknown attack 'noisy_duplicate'"),
+    ("simulate.options.noisy_duplicates.copy", 3, "simulate.options = {...}: noisy_duplicates.copy: not an option"),
+    ("simulate.options.noisy_duplicates.copies", "ten",
+     "simulate.options = {...}: noisy_duplicates.copies = 'ten': expected int"),
 ])
 def test_a_bad_value_is_one_line_naming_the_key_the_value_and_what_is_allowed(key, value, shown):
     with pytest.raises(ConfigError) as e:
@@ -108,3 +115,24 @@ def test_run_options_are_by_section_and_only_what_was_given():
     assert configuration.run_options(None, None, None) == {}
     assert configuration.run_options("label_flip", 0.3, 1) == {"simulate": {"attack": "label_flip", "rate": 0.3},
                                                               "data": {"batch": 1}}
+
+
+def test_numbers_read_as_yaml_1_2_does_so_1e_3_is_a_float_and_a_quoted_number_stays_text(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text().replace("  learning_rate: 0.002\n", "  learning_rate: 2e-3\n", 1)
+    path.write_text(text)
+    assert configuration.load(path).train.learning_rate == 0.002
+    path.write_text(text.replace("  epochs: 40\n", '  epochs: "40"\n', 1))
+    with pytest.raises(ConfigError, match=r"train\.epochs = '40': Input should be a valid integer"):
+        configuration.load(path)
+
+
+def test_the_lock_timeout_is_read_even_from_a_params_file_that_does_not_validate(tmp_path):
+    """Rollback takes the workspace lock before it restores params.yaml: a broken file must not stop it."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(with_value("train.epochs", "1e9")))
+    assert configuration.lock_timeout(path) == SHIPPED["data"]["lock_timeout_s"]
+    path.write_text(yaml.safe_dump(with_value("data.lock_timeout_s", 5)))
+    assert configuration.lock_timeout(path) == 5
+    path.write_text("data: nonsense\n")
+    assert configuration.lock_timeout(path) == SHIPPED["data"]["lock_timeout_s"]  # the shipped value

@@ -108,7 +108,7 @@ def test_user_csv_batch_refused_by_the_data_gate_is_quarantined_whole(make_works
 def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path):
     """`poisongate run` as a user runs it: a refused model is exit status 1 and one line on stderr."""
     ws = make_workspace()
-    set_params(ws, {"promote": {"min_accuracy": 1.0, "min_class_recall": 1.0}})  # no model clears these floors
+    set_params(ws, {"promote": {"min_accuracy": 1.0, "min_class_recall": 1.0}})  # none scores a perfect holdout
     env_home = tmp_path / "prefect-home"
     proc = subprocess.run(
         ["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,

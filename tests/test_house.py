@@ -1,8 +1,9 @@
 """The house: stages apart from the library, no stage importing another, Prefect only in flows/, detectors as
 plug-ins in their own modules, dvc.yaml listing each stage's code, and a wheel holding the library alone."""
 import ast
+import os
+import shutil
 import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -82,7 +83,9 @@ def test_expectations_folder_is_committed_with_its_readme_and_the_user_file():
 
 @pytest.mark.slow  # builds the wheel in an isolated environment
 def test_the_wheel_holds_the_library_and_nothing_generic(tmp_path):
-    subprocess.run([sys.executable, "-m", "uv", "build", "--wheel", "-q", "-o", str(tmp_path)], cwd=ROOT, check=True)
+    uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in $UV
+    assert uv, "uv is not on PATH: install it (`python3 -m pip install uv`) as the README says"
+    subprocess.run([uv, "build", "--wheel", "-q", "-o", str(tmp_path)], cwd=ROOT, check=True)
     (wheel,) = tmp_path.glob("*.whl")
     tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"poisongate"}

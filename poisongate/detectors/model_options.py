@@ -18,10 +18,11 @@ class ModelOptions(DetectorOptions):
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(0.002, gt=0)
     weight_decay: float = Field(0.0001, ge=0)
+    cnn_channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)  # model cnn only
 
     def recipe(self) -> Recipe:
         """The detector's training recipe: its own model and schedule, none of train's robust options."""
-        off = {"clip_grad_norm": 0.0, "trim_fraction": 0.0, "cnn_channels": [16, 32],
+        off = {"clip_grad_norm": 0.0, "trim_fraction": 0.0,
                "adversarial": {"method": "none", "epsilon": 0.0, "pgd_steps": 1, "pgd_step_size": 0.0},
                "dp_sgd": {"enabled": False, "clip_norm": 1.0, "noise_multiplier": 0.0, "delta": 1e-5}}
         mine = self.model_dump(include=set(ModelOptions.model_fields) - set(DetectorOptions.model_fields))

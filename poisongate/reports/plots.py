@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
 from poisongate.config import Config
-from poisongate.schema import row_ids, schema_from_reference, to_arrays
+from poisongate.schema import row_ids, to_arrays
+from poisongate.sources import workspace_reference
 from poisongate.tables import read_table
 from poisongate.workspace import Workspace, atomic_path
 
@@ -92,8 +93,7 @@ def write(ws: Workspace, summaries: dict[str, Any], config: Config) -> list[Path
                             out / "confusion.png"))
     filt = summaries.get("filter")
     if filt:
-        reference, batch = read_table(ws.reference), read_table(ws.incoming)
-        schema = schema_from_reference(reference, config.data, ws.reference)
+        (reference, schema), batch = workspace_reference(ws, config.data), read_table(ws.incoming)
         quarantined_ids = {r["id"] for r in filt["quarantined_rows"]}
         mask = np.isin(row_ids(batch, schema), list(quarantined_ids))
         written.append(save(batch_projection(to_arrays(reference, schema)[0], to_arrays(batch, schema)[0], mask),

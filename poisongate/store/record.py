@@ -15,6 +15,8 @@ from poisongate.store import registry, versioning
 from poisongate.tables import read_table, write_table
 from poisongate.workspace import Workspace
 
+INGEST_REFUSAL = "batch refused at ingest: "
+
 
 def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) -> int:
     """Keep this run's quarantined rows; a batch refused by the data gate is kept whole."""
@@ -22,10 +24,10 @@ def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) ->
         frame = read_table(ws.quarantine)
     elif summaries.get("ingest", {}).get("passed") is False:
         frame = read_table(ws.incoming)
-        frame["quarantine_reason"] = "batch refused at ingest: " + summaries["ingest"]["reason"]
+        frame["quarantine_reason"] = INGEST_REFUSAL + summaries["ingest"]["reason"]
     elif summaries.get("validate", {}).get("passed") is False:
         frame = read_table(ws.incoming)
-        frame["quarantine_reason"] = data_gate.refusal(summaries["validate"])
+        frame["quarantine_reason"] = data_gate.refusal(summaries["validate"], shown=None)  # every expectation
     else:
         return 0
     write_table(frame, ws.quarantine_store / f"{run_id}.parquet")
@@ -35,7 +37,7 @@ def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) ->
 def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
     i, v, f, p = summaries.get("ingest"), summaries.get("validate"), summaries.get("filter"), summaries.get("promote")
     if i and i.get("passed") is False:
-        return False, f"batch refused at ingest: {i['reason']}"
+        return False, INGEST_REFUSAL + i["reason"]
     if v and not v["passed"]:
         return False, (f"{i['source'] if i else 'incoming batch'}: {data_gate.refusal(v)}; "
                        "fix the batch at its source (it is kept whole in quarantine/)")
