@@ -16,6 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from poisongate import config as configuration
 from poisongate import redteam as rt
 from poisongate.workspace import Workspace
+from tasks.filter import chunk_scorer
 
 # Array inputs and no side effects worth caching: Prefect's input hashing would only cost time.
 baseline_task = task(rt.baseline, name="baseline", cache_policy=NO_CACHE)
@@ -31,12 +32,14 @@ def redteam(workspace: str = ".", attacks: list[str] | None = None, rates: list[
     cfg = config.redteam
     data = rt.load_data(ws, config)
     names = rt.attack_names(cfg, len(data.schema.features))
+    # Each cell's poisoning gate scores its chunks where filter.dask_address says, as the filter stage does.
+    scorer = chunk_scorer(config.filter)
     start = time.perf_counter()
     with ThreadPoolTaskRunner(max_workers=cfg.workers) as runner:
         bases = {s: runner.submit(baseline_task, {"data": data, "config": config, "seed": s}) for s in cfg.seeds}
         bases = {s: f.result() for s, f in bases.items()}
         futures = [runner.submit(cell_task, {"data": data, "config": config, "attack": a, "rate": r, "seed": s,
-                                             "base": bases[s]})
+                                             "base": bases[s], "scorer": scorer})
                    for a in names for r in cfg.rates for s in cfg.seeds]
         cells = [f.result() for f in futures]
     meta = rt.describe(config, data, names, list(cfg.seeds), seconds=time.perf_counter() - start)

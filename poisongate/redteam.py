@@ -109,12 +109,13 @@ def baseline(data: MatrixData, config: Config, seed: int) -> dict[str, Any]:
     }
 
 
-def gates(data: MatrixData, frame: pd.DataFrame, config: Config) -> tuple[np.ndarray, np.ndarray, str | None]:
+def gates(data: MatrixData, frame: pd.DataFrame, config: Config,
+          scorer: gate.ChunkScorer = gate.score_in_process) -> tuple[np.ndarray, np.ndarray, str | None]:
     """The data gate and the poisoning gate on a batch, with the run's refusal rules: (quarantined rows, rows
     the detectors flagged, why the whole batch was refused or None, prefixed by the gate). The detectors' flags
     are kept even when a gate refuses the whole batch, so the matrix also measures the row-level gate alone."""
     X_ref, y_ref = to_arrays(data.reference, data.schema)
-    screening = gate.screen(X_ref, y_ref, *to_arrays(frame, data.schema), config.filter)
+    screening = gate.screen(X_ref, y_ref, *to_arrays(frame, data.schema), config.filter, scorer)
     flagged = screening.quarantined
     with _GX_LOCK:
         checked = data_gate.validate_frame(frame, data.suite)
@@ -133,7 +134,7 @@ def detection(truth: np.ndarray, caught: np.ndarray, prefix: str = "") -> dict[s
 
 
 def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: int,
-             base: dict[str, Any]) -> dict[str, Any]:
+             base: dict[str, Any], scorer: gate.ChunkScorer = gate.score_in_process) -> dict[str, Any]:
     """One attack at one rate and seed: accuracy without and with the gates, detection, ASR, promotion."""
     sim = config.simulate.model_copy(update={"attack": attack, "rate": rate, "seed": seed})
     frame, truth = attacks.poison(data.batch, data.schema, sim)
@@ -146,7 +147,7 @@ def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: i
     _, y = to_arrays(frame, data.schema)
 
     ungated = fit_model(np.concatenate([widen(X_ref, X.shape[1]), X]), np.concatenate([y_ref, y]), classes, cfg)
-    quarantined, flagged, refused = gates(data, frame, config)
+    quarantined, flagged, refused = gates(data, frame, config, scorer)
     cell = {
         "attack": attack, "rate": rate, "seed": seed, "poisoned_rows": int(truth.sum()), "batch_rows": len(truth),
         "clean_accuracy": base["clean_accuracy"], "champion_accuracy": base["champion"]["accuracy"],
