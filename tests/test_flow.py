@@ -1,6 +1,7 @@
 """The real flow, end to end: ephemeral Prefect, real GX, real git + DVC with a local remote, real Orbax."""
 import json
 import os
+import re
 import subprocess
 
 import pandas as pd
@@ -120,24 +121,27 @@ def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path)
     assert champion(ws) is None
 
 
-@pytest.mark.parametrize("key,value,allowed", [
-    ("train.epochs", "1e9", "valid integer"),
-    ("crossval.folds", 1, "greater than or equal to 2"),
-    ("filter.false_positive_rate", 2, "less than 1"),
-    ("train.batch_size", 0, "greater than or equal to 1"),
-    ("validate.range_mostly", 5, "less than or equal to 1"),
+@pytest.mark.parametrize("key,written,shown,allowed", [
+    ("train.epochs", "1e9", "1000000000.0", "valid integer"),  # a float where a count belongs
+    ("train.epochs", "'1e9'", "'1e9'", "valid integer"),  # text where a number belongs
+    ("crossval.folds", "1", "1", "greater than or equal to 2"),
+    ("filter.false_positive_rate", "2", "2", "less than 1"),
+    ("train.batch_size", "0", "0", "greater than or equal to 1"),
+    ("validate.range_mostly", "5", "5", "less than or equal to 1"),
 ])
-def test_cli_refuses_a_bad_params_value_with_one_line_and_exit_2_before_any_run(make_workspace, key, value, allowed):
+def test_cli_refuses_a_bad_params_value_with_one_line_and_exit_2_before_any_run(make_workspace, key, written, shown,
+                                                                                 allowed):
     ws = make_workspace()
     section, name = key.split(".")
-    raw = yaml.safe_load((ws.root / "params.yaml").read_text())
-    raw[section][name] = value
-    (ws.root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    text = (ws.root / "params.yaml").read_text()
+    start = text.index(f"\n{section}:")
+    line = re.compile(rf"^(  {name}:) [^#\n]*", re.M).search(text, start)  # the key's line in its section
+    (ws.root / "params.yaml").write_text(text[:line.start()] + f"{line.group(1)} {written} " + text[line.end():])
     proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"poisongate: {ws.root / 'params.yaml'}: {key} = {value!r}: ")
+    assert len(lines) == 1 and lines[0].startswith(f"poisongate: {ws.root / 'params.yaml'}: {key} = {shown}: ")
     assert allowed in lines[0]
     assert not ws.runs.exists() and not ws.path("data").exists()  # no stage ran, no run recorded
 
