@@ -58,21 +58,24 @@ def rollback(ws: Workspace, args: argparse.Namespace) -> None:
         print(restore(ws, args.to)["message"])
 
 
-def stage(ws: Workspace, args: argparse.Namespace) -> None:
+def run_one_stage(ws: Workspace, name: str) -> None:
     from poisongate.store.lock import workspace_lock
     from poisongate.store.record import verdict
     from tasks import run_stage
 
     config = configuration.load(ws.params)
     with workspace_lock(ws, config.data.lock_timeout_s):
-        summary = run_stage(ws, args.name, config)
+        summary = run_stage(ws, name, config)
     if summary.get("passed") is False:
-        raise PoisongateError(verdict({args.name: summary})[1])
+        raise PoisongateError(verdict({name: summary})[1])
+
+
+def stage(ws: Workspace, args: argparse.Namespace) -> None:
+    run_one_stage(ws, args.name)
 
 
 def expectations(ws: Workspace, args: argparse.Namespace) -> None:
-    args.name = "expectations"
-    stage(ws, args)
+    run_one_stage(ws, "expectations")  # `expectations build`: the only action
 
 
 def _parser() -> argparse.ArgumentParser:

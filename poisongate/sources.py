@@ -11,7 +11,7 @@ from poisongate import integrity
 from poisongate.config import DataConfig, Split
 from poisongate.errors import PoisongateError
 from poisongate.schema import Schema, batch_problem, schema_from_reference
-from poisongate.tables import parse_table, read_bytes
+from poisongate.tables import parse_table, read_bytes, read_table
 from poisongate.workspace import Workspace
 
 DIGITS = "digits"
@@ -80,7 +80,5 @@ def load_source_batch(ws: Workspace, data: DataConfig) -> tuple[pd.DataFrame, st
 
 def workspace_reference(ws: Workspace, data: DataConfig) -> tuple[pd.DataFrame, Schema]:
     """The reference the `reference` stage wrote, and the schema it defines."""
-    from poisongate.tables import read_table
-
     reference = read_table(ws.reference)
     return reference, schema_from_reference(reference, data, ws.reference)
