@@ -102,7 +102,7 @@ def main() -> None:
     baseline = run(good)
     assert baseline[0] == "passed to the data gate"
     schema = schema_from_reference(reference, config.data, "reference")
-    suite = build_suite(reference, schema, config.validation, config.data.min_rows)
+    suite = build_suite(reference, schema, config.validation, config.data.min_rows, len(batches[1]))
     rows = []
     for kind, (expected, make) in CORPUS.items():
         path = make(batches[1], tmp)

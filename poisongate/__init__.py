@@ -5,4 +5,4 @@ The library: config (typed params.yaml), workspace and data I/O, detectors (plug
 red team. The stages that use it are in tasks/, the Prefect flows that wire them in flows/."""
 
 # The pipeline's stages in order: each is tasks/<name>.py and the dvc.yaml stage of that name.
-STAGES = ("reference", "expectations", "ingest", "validate", "filter", "train", "crossval", "promote")
+STAGES = ("reference", "ingest", "expectations", "validate", "filter", "campaign", "train", "crossval", "promote")

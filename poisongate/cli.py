@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -36,6 +37,12 @@ def redteam(ws: Workspace, args: argparse.Namespace) -> None:
     configuration.load(ws.params)
     from flows.redteam import redteam as redteam_flow
 
+    if args.nights:
+        from flows.redteam import redteam_over_nights
+
+        redteam_over_nights(workspace=str(ws.root), nights=args.nights, attacks=args.attacks, rates=args.rates,
+                            out=args.out)
+        return
     seeds = list(range(args.seeds)) if args.seeds else None
     redteam_flow(workspace=str(ws.root), attacks=args.attacks, rates=args.rates, seeds=seeds, out=args.out)
 
@@ -56,6 +63,40 @@ def rollback(ws: Workspace, args: argparse.Namespace) -> None:
 
     with workspace_lock(ws, configuration.lock_timeout(ws.params)):  # works whatever params.yaml holds now
         print(restore(ws, args.to)["message"])
+
+
+def _who(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.by or getpass.getuser()
+
+
+def trust(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate.store.lock import workspace_lock
+    from poisongate.store.review import trust as trust_run
+
+    with workspace_lock(ws, configuration.lock_timeout(ws.params)):
+        entry = trust_run(ws, args.run, _who(args), args.why)
+    print(f"run {entry['run_id']}: {entry['rows']} rows are gate reference from the next run on "
+          f"(commit {entry['git_commit'][:10]})")
+
+
+def quarantine(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate.store import review
+    from poisongate.store.lock import workspace_lock
+
+    if args.action == "list":
+        for row in review.quarantine_list(ws):
+            kinds = ", ".join(f"{k} {v}" for k, v in row["reasons"].items()) or "-"
+            print(f"{row['run_id']}  {row['rows']} rows  released {row['released']}  reasons: {kinds}")
+        return
+    if not args.run or (args.ids is None) == (not args.all_unflagged):
+        raise PoisongateError("quarantine release: name the run and either --ids FILE or --all-unflagged")
+    config = configuration.load(ws.params)
+    with workspace_lock(ws, config.data.lock_timeout_s):
+        entry = review.release(ws, config.data, args.run, args.ids, args.all_unflagged, _who(args), args.why)
+    print(f"released {len(entry['ids'])} rows of run {entry['run_id']} into the training set "
+          f"(commit {entry['git_commit'][:10]}); the next run trains on them")
 
 
 def run_one_stage(ws: Workspace, name: str) -> None:
@@ -89,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the gated retraining flow on the source in params.yaml")
     p.add_argument("--simulate", metavar="ATTACK", choices=sorted(ATTACKS), help="poison the incoming batch first")
     p.add_argument("--rate", type=float, default=0.2, help="share of rows the simulated attack poisons (default 0.2)")
-    p.add_argument("--batch", type=int, help="which incoming batch of the embedded default to ingest")
+    p.add_argument("--batch", type=int,
+                   help="which incoming batch of the embedded default to ingest (default: the next one not yet in "
+                        "the training set)")
     p.add_argument("--retrain-only", action="store_true",
                    help="train, cross-validate and promote on the dataset in the workspace (e.g. after a rollback)")
 
@@ -99,6 +142,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback",
                        help="restore the last clean dataset (or --to VERSION) and the champion of that time")
     p.add_argument("--to", metavar="VERSION", help="a run id or git commit (prefix) from `poisongate history`")
+
+    p = sub.add_parser("trust", help="make a promoted run's accepted rows part of the gates' reference (recorded)")
+    p.add_argument("run", help="a run id from `poisongate history`")
+    p.add_argument("--why", required=True, help="why these rows are trusted (recorded)")
+    p.add_argument("--by", help="who vouches for them (default: the user name)")
+
+    p = sub.add_parser("quarantine", help="review quarantined rows: list them, or release rows into the training set")
+    p.add_argument("action", choices=["list", "release"])
+    p.add_argument("run", nargs="?", help="release: the run whose quarantine holds the rows")
+    p.add_argument("--ids", type=Path, metavar="FILE", help="release: the ids to release, one per line")
+    p.add_argument("--all-unflagged", action="store_true",
+                   help="release: every row no detector flagged (its batch was refused whole)")
+    p.add_argument("--why", default="", help="release: why these rows are vouched for (recorded)")
+    p.add_argument("--by", help="who vouches for them (default: the user name)")
 
     p = sub.add_parser("init", help="make the workspace a git repo + DVC project with a local remote")
     p.add_argument("--remote", help="directory of the DVC remote (default: <workspace>/.dvc-remote)")
@@ -111,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", nargs="+", type=float, help="poisoned shares (default: redteam.rates)")
     p.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: redteam.seeds)")
     p.add_argument("--out", help="output directory (default: redteam.out)")
+    p.add_argument("--nights", type=int, help="campaigns instead: each attack spread over N nights at each rate "
+                   "per night, through the loop (accumulation, cross-night checks, promotion)")
 
     p = sub.add_parser("expectations", help="Great Expectations suite")
     p.add_argument("action", choices=["build"], help="derive expectations/suite.json from the reference")
@@ -118,8 +177,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], None]] = {
-    "init": init, "run": run, "redteam": redteam, "history": history, "rollback": rollback, "stage": stage,
-    "expectations": expectations,
+    "init": init, "run": run, "redteam": redteam, "history": history, "rollback": rollback, "trust": trust,
+    "quarantine": quarantine, "stage": stage, "expectations": expectations,
 }
 
 

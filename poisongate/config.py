@@ -56,7 +56,7 @@ class DataConfig(Section):
     id_column: str | None
     feature_columns: list[str] | None
     split: Split
-    batch: Annotated[int, Field(ge=0)]
+    batch: Annotated[int, Field(ge=0)] | None  # None: the next batch not yet in the training set
     max_bytes: Count
     min_rows: Count
     sha256: Pins
@@ -64,7 +64,7 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _sources_complete(self) -> DataConfig:
-        if self.source == "digits" and self.batch >= self.split.batches:
+        if self.source == "digits" and self.batch is not None and self.batch >= self.split.batches:
             raise ValueError(f"batch {self.batch} but split.batches is {self.split.batches}: "
                              f"use 0..{self.split.batches - 1}")
         if self.source != "digits" and not (self.reference and self.holdout):
@@ -108,20 +108,14 @@ class SimulateConfig(Section):
 
 
 class ValidateConfig(Section):
+    false_refusal_rate: Rate  # family-wise, split over the batch-level expectations (Bonferroni)
     range_margin: NonNegative
     range_mostly: Annotated[float, Field(gt=0, le=1)]
-    mean_band: Positive | None  # null: no such expectation
-    stdev_band: Annotated[list[NonNegative], Field(min_length=2, max_length=2)] | None
-    quantile_band: Positive | None
-    max_class_kl: Positive | None
+    mean: bool
+    stdev: bool
+    quantiles: bool
+    class_mix: bool
     max_duplicate_share: Share | None
-
-    @field_validator("stdev_band")
-    @classmethod
-    def _ordered(cls, band: list[float] | None) -> list[float] | None:
-        if band is not None and band[0] > band[1]:
-            raise ValueError("[low, high] with low <= high")
-        return band
 
 
 class FilterConfig(Section):
@@ -193,18 +187,21 @@ class TrainConfig(Recipe):
     checkpoint_every: Count
 
 
+class CampaignConfig(Section):
+    alpha: Rate  # chance a clean night is refused by the cross-night checks, split over them (Bonferroni)
+    checks: Annotated[list[Literal["class_mix", "detector_share", "duplicates", "drift"]], Field(min_length=0)]
+
+
 class CrossvalConfig(Section):
     folds: Annotated[int, Field(ge=2)]
 
 
 class PromoteConfig(Section):
-    min_accuracy: Share
-    min_class_recall: Share
-    max_accuracy_drop: Share
-    max_class_recall_drop: Share
-    max_cv_spread: Share
-    max_fold_gap: Share
-    max_loss_spikes: Annotated[int, Field(ge=0)]
+    alpha: Rate  # chance a clean candidate is refused by the statistical checks, split over them (Bonferroni)
+    min_accuracy: Share | None  # absolute floors: off (null) by default, the data's own floor is the baseline
+    min_class_recall: Share | None
+    max_accuracy_drop: Share | None  # practical margin vs the champion, beyond any test
+    max_loss_spikes: Annotated[int, Field(ge=0)] | None  # null: loss spikes are reported, not refused
 
 
 class Targets(Section):
@@ -238,6 +235,7 @@ class Config(Section):
     simulate: SimulateConfig
     validation: ValidateConfig = Field(alias="validate")  # the name `validate` would shadow BaseModel.validate
     filter: FilterConfig
+    campaign: CampaignConfig
     train: TrainConfig
     crossval: CrossvalConfig
     promote: PromoteConfig

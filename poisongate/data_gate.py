@@ -21,13 +21,34 @@ EMPTY_USER_SUITE = {"name": "user_expectations", "expectations": [],
                     "meta": {"about": "expectations you own, merged into the derived suite: expectations/README.md"}}
 
 
-def _expect(kind: str, **kwargs: Any) -> dict[str, Any]:
-    return {"type": kind, "kwargs": kwargs, "meta": {}}
+# A numeric column may arrive as integers or floats (a CSV writes 16.0 as "16"): the range expectations
+# judge its values, not its dtype.
+NUMERIC_TYPES = ["float16", "float32", "float64", "Float32", "Float64", "int8", "int16", "int32", "int64", "Int8",
+                 "Int16", "Int32", "Int64", "uint8", "uint16", "uint32", "uint64"]
 
 
-def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, min_rows: int) -> dict[str, Any]:
-    """From trusted data: schema and dtypes, nulls and non-finite values, per-column ranges, mean/stdev/quantile
-    bands, the label set and class proportions, row count and duplicate share."""
+def _expect(kind: str, meta: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    return {"type": kind, "kwargs": kwargs, "meta": meta or {}}
+
+
+def batch_tests(schema: Schema, cfg: ValidateConfig) -> int:
+    """How many batch-level statistical expectations share validate.false_refusal_rate."""
+    per_column = int(cfg.mean) + int(cfg.stdev) + len(QUANTILES) * int(cfg.quantiles)
+    return per_column * len(schema.features) + int(cfg.class_mix)
+
+
+def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, min_rows: int,
+                rows: int) -> dict[str, Any]:
+    """From trusted data, for a batch of `rows` rows: schema and dtypes, nulls and non-finite values, per-column
+    ranges, and mean / stdev / quantile / class-mix bounds from the sampling distribution of each statistic at
+    `rows` rows, widened for the reference's own sampling error (its n rows), each at its Bonferroni share of
+    validate.false_refusal_rate. The bounds are written into the GX expectations (and Data Docs) with the test
+    behind them in `meta`."""
+    from scipy.stats import chi2
+
+    n_ref, rows = len(reference), max(int(rows), 1)
+    alpha = cfg.false_refusal_rate / max(batch_tests(schema, cfg), 1)
+    test = {"false_refusal_rate": cfg.false_refusal_rate, "alpha": alpha, "batch_rows": rows, "reference_rows": n_ref}
     expectations = [
         _expect("expect_table_columns_to_match_set", column_set=schema.columns, exact_match=True),
         _expect("expect_table_row_count_to_be_between", min_value=min_rows, max_value=None),
@@ -36,13 +57,17 @@ def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, mi
     ]
     if schema.id:
         expectations.append(_expect("expect_column_values_to_be_unique", column=schema.id))
-    if cfg.max_class_kl is not None:
+    if cfg.class_mix:
         share = reference[schema.label].value_counts(normalize=True)
+        # G-test: 2 n KL(batch || reference) ~ chi2(classes - 1), inflated by (1 + n / n_ref) for the reference's
+        # own proportions being estimates.
+        dof = len(schema.classes) - 1
+        threshold = float(chi2.isf(alpha, dof)) * (1.0 + rows / n_ref) / (2.0 * rows)
         expectations.append(_expect(
-            "expect_column_kl_divergence_to_be_less_than", column=schema.label, threshold=cfg.max_class_kl,
+            "expect_column_kl_divergence_to_be_less_than", column=schema.label, threshold=threshold,
             partition_object={"values": list(schema.classes),
                               "weights": [float(share.get(c, 0.0)) for c in schema.classes]},
-        ))
+            meta={"test": "G-test of class counts", **test, "dof": dof}))
     if cfg.max_duplicate_share is not None:
         expectations.append(_expect("expect_compound_columns_to_be_unique",
                                     column_list=[schema.label, *schema.features],
@@ -53,42 +78,75 @@ def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, mi
         values = reference[col].to_numpy(dtype=np.float64)
         lo, hi = float(values.min()), float(values.max())
         pad = cfg.range_margin * max(hi - lo, 1e-9)
-        # A nearly constant column (a border pixel) gets bands from the data's typical spread instead.
-        spread = max(float(values.std()), 0.25 * typical)
         expectations += [
-            _expect("expect_column_values_to_be_in_type_list", column=col, type_list=_type_family(reference[col])),
+            _expect("expect_column_values_to_be_in_type_list", column=col, type_list=NUMERIC_TYPES),
             _expect("expect_column_values_to_not_be_null", column=col),
             # Every value finite (inf/1e308 would poison the arithmetic downstream), then most in range.
             _expect("expect_column_values_to_be_between", column=col, min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX),
             _expect("expect_column_values_to_be_between", column=col, min_value=lo - pad, max_value=hi + pad,
                     mostly=cfg.range_mostly),
         ]
-        if cfg.mean_band is not None:
-            band = cfg.mean_band * spread
-            expectations.append(_expect("expect_column_mean_to_be_between", column=col,
-                                        min_value=float(values.mean()) - band, max_value=float(values.mean()) + band))
-        if cfg.stdev_band is not None:
-            low, high = cfg.stdev_band
-            # a sparse column may be constant
-            floor = low * float(values.std()) if values.std() >= 0.25 * typical else 0.0
-            expectations.append(_expect("expect_column_stdev_to_be_between", column=col, min_value=floor,
-                                        max_value=high * spread))
-        if cfg.quantile_band is not None:
-            band = cfg.quantile_band * spread
-            ranges = [[float(q) - band, float(q) + band] for q in np.quantile(values, QUANTILES)]
-            expectations.append(_expect("expect_column_quantile_values_to_be_between", column=col,
-                                        quantile_ranges={"quantiles": QUANTILES, "value_ranges": ranges}))
+        expectations += _column_bounds(col, values, cfg, alpha, rows, test, floor=0.25 * typical)
     return {"name": SUITE_NAME, "expectations": expectations, "meta": {}}
 
 
-def _type_family(column: pd.Series) -> list[str]:
-    """The reference's dtype and its kin: a CSV gives float64 where the Parquet reference has float32."""
-    if pd.api.types.is_float_dtype(column):
-        return ["float16", "float32", "float64", "Float32", "Float64"]
-    if pd.api.types.is_integer_dtype(column):
-        return ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64",
-                "uint8", "uint16", "uint32", "uint64"]
-    return [str(column.dtype)]
+def _column_bounds(col: str, values: np.ndarray, cfg: ValidateConfig, alpha: float, rows: int,
+                   test: dict[str, Any], floor: float) -> list[dict[str, Any]]:
+    """Mean, stdev and quantile bounds of one column for a batch of `rows` rows, each at two-sided level `alpha`,
+    widened for the reference's own n. The reference's skewness and kurtosis shape them: a sparse column's mean
+    and stdev have long right tails at small n. A column (nearly) constant in the reference (a border pixel) is
+    given the data's typical spread, so one nonzero value in the batch is not a refusal."""
+    from scipy.stats import beta, norm
+
+    n_ref = len(values)
+    mean, std = float(values.mean()), float(values.std())
+    spread = max(std, floor)
+    centred = values - mean
+    skew = float(np.mean(centred**3) / std**3) if std > 0 else 0.0
+    both = 1.0 / rows + 1.0 / n_ref
+    z = float(norm.isf(alpha / 2))
+    out = []
+    if cfg.mean:
+        # Cornish-Fisher: the standardised mean of n rows has skewness skew / sqrt(n)
+        shift = (z * z - 1.0) * skew / (6.0 * np.sqrt(rows))
+        band = spread * np.sqrt(both)
+        out.append(_expect("expect_column_mean_to_be_between", column=col,
+                           min_value=mean - max(z - shift, z / 2) * band, max_value=mean + max(z + shift, z / 2) * band,
+                           meta={"test": "two-sample z on the mean, Cornish-Fisher for skewness", **test}))
+    if cfg.stdev:
+        # Bernstein's inequality for the mean of (x - mean)^2, valid for any bounded column at any n (a sparse
+        # column's variance has a long right tail that normal approximations miss at small n); the reference's
+        # own deviation is added
+        squares = centred**2
+        width = float(squares.max()) * (1.0 + cfg.range_margin) ** 2
+        log_term = float(np.log(4.0 / alpha))
+
+        def deviation(n: int) -> float:
+            linear = width * log_term / (3.0 * n)
+            return linear + float(np.sqrt(linear**2 + 2.0 * squares.var() * log_term / n))
+
+        var_band = deviation(rows) + deviation(n_ref)
+        low = np.sqrt(max(std**2 - var_band, 0.0)) if std >= floor else 0.0
+        out.append(_expect("expect_column_stdev_to_be_between", column=col, min_value=float(low),
+                           max_value=float(np.sqrt(max(spread, std) ** 2 + var_band)),
+                           meta={"test": "Bernstein bound on the variance", **test}))
+    if cfg.quantiles:
+        # The batch's q quantile is its k-th smallest row, k = ceil(q n): its level in the population is
+        # Beta(k, n + 1 - k) (exact, distribution-free); the reference's quantiles at those levels, widened by
+        # the reference's own error, bound it. Ties in discrete data widen the bounds as they should.
+        q = np.asarray(QUANTILES)
+        k = np.clip(np.ceil(q * rows), 1, rows)
+        lo_level = beta.ppf(alpha / 2, k, rows + 1 - k)
+        hi_level = beta.isf(alpha / 2, k, rows + 1 - k)
+        lo_level = lo_level - z * np.sqrt(lo_level * (1 - lo_level) / n_ref)
+        hi_level = hi_level + z * np.sqrt(hi_level * (1 - hi_level) / n_ref)
+        lows = np.quantile(values, np.clip(lo_level, 0, 1), method="lower")
+        highs = np.quantile(values, np.clip(hi_level, 0, 1), method="higher")
+        ranges = [[float(a), float(b)] for a, b in zip(lows, highs)]
+        out.append(_expect("expect_column_quantile_values_to_be_between", column=col,
+                           quantile_ranges={"quantiles": QUANTILES, "value_ranges": ranges},
+                           meta={"test": "order-statistic (beta) band on each quantile", **test}))
+    return out
 
 
 def user_expectations(path: Path) -> list[dict[str, Any]]:
@@ -118,10 +176,11 @@ def merge(derived: dict[str, Any], user: list[dict[str, Any]]) -> dict[str, Any]
     return {**derived, "expectations": derived["expectations"] + user}
 
 
-def suite_for(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, min_rows: int,
+def suite_for(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, min_rows: int, rows: int,
               user_file: Path) -> dict[str, Any]:
-    """The suite the data gate applies: derived from the reference, merged with the user's file."""
-    return merge(build_suite(reference, schema, cfg, min_rows), user_expectations(user_file))
+    """The suite the data gate applies to a batch of `rows` rows: derived from the reference, merged with the
+    user's file."""
+    return merge(build_suite(reference, schema, cfg, min_rows, rows), user_expectations(user_file))
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,7 @@ ChunkScorer = Callable[[dict[str, Detector], Chunks], list[dict[str, np.ndarray]
 class Screening:
     scores: dict[str, np.ndarray]
     thresholds: dict[str, float]
+    trusted_exceeding: dict[str, tuple[int, int]] = field(default_factory=dict)  # (flagged, rows) out of sample
     flags: dict[str, np.ndarray] = field(init=False)
     quarantined: np.ndarray = field(init=False)
 
@@ -93,7 +94,10 @@ def calibrate(detector: Detector, X: np.ndarray, y: np.ndarray, fpr: float, fold
     or the detector's own scheme), never below the detector's floor."""
     held_out = detector.held_out_scores(X, y, folds, seed)
     detector.fit(X, y)
-    return max(tail_quantile(held_out, 1.0 - fpr), detector.min_threshold)
+    threshold = max(tail_quantile(held_out, 1.0 - fpr), detector.min_threshold)
+    # How many trusted rows it flags out of sample: what a batch's flagged share is compared with across nights.
+    detector.trusted_exceeding = (int(np.sum(held_out > threshold)), len(held_out))
+    return threshold
 
 
 def batch_threshold(scores: np.ndarray, fpr: float, floor: float) -> float:
@@ -144,14 +148,15 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
               for name, d in fitted.items()}
     if not len(X_ref):
         thresholds = {name: batch_threshold(scores[name], fprs[name], d.min_threshold) for name, d in fitted.items()}
-    return Screening(scores, thresholds)
+    exceeding = {name: d.trusted_exceeding for name, d in fitted.items() if hasattr(d, "trusted_exceeding")}
+    return Screening(scores, thresholds, exceeding)
 
 
-def refusal(screening: Screening, cfg: FilterConfig) -> str | None:
-    """Why the whole batch is refused (too many rows flagged), or None."""
-    if screening.share <= cfg.max_quarantine_share:
+def refusal(share: float, cfg: FilterConfig) -> str | None:
+    """Why the whole batch is refused (this share of its rows flagged), or None."""
+    if share <= cfg.max_quarantine_share:
         return None
-    return f"{screening.share:.0%} of rows flagged > filter.max_quarantine_share {cfg.max_quarantine_share}"
+    return f"{share:.0%} of rows flagged > filter.max_quarantine_share {cfg.max_quarantine_share}"
 
 
 def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: np.ndarray,
@@ -162,6 +167,17 @@ def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: np.ndarray,
     for name, s in scores.items():
         out[f"score_{name}"] = s[mask]
     return out
+
+
+def scores_frame(ids: np.ndarray, screening: Screening, quarantined: np.ndarray) -> pd.DataFrame:
+    """Every incoming row's score and flag from every detector, and whether it was quarantined (the run archives
+    it in scores/: a ROC curve or a new threshold can be worked out from any run)."""
+    columns: dict[str, Any] = {"id": ids}
+    for name, s in screening.scores.items():
+        columns[f"score_{name}"] = s
+        columns[f"flag_{name}"] = screening.flags[name]
+    columns["quarantined"] = quarantined
+    return pd.DataFrame(columns)
 
 
 def histogram(scores: np.ndarray, threshold: float, bins: int = 40) -> dict[str, list[float]]:
@@ -175,16 +191,17 @@ def histogram(scores: np.ndarray, threshold: float, bins: int = 40) -> dict[str,
 
 
 def summary(screening: Screening, cfg: FilterConfig, ids: np.ndarray, mask: np.ndarray, reasons: np.ndarray,
-            refused: str | None) -> dict[str, Any]:
+            refused: str | None, flagged_share: float) -> dict[str, Any]:
     return {
         "passed": refused is None,
         "reason": refused,
         "rows": len(mask),
         "quarantined": int(mask.sum()),
-        "quarantined_share": screening.share,
+        "quarantined_share": flagged_share,
         "max_quarantine_share": cfg.max_quarantine_share,
         "thresholds": screening.thresholds,
         "flagged_by": {name: int(f.sum()) for name, f in screening.flags.items()},
+        "trusted_exceeding": screening.trusted_exceeding,
         "score_histograms": {name: histogram(s, screening.thresholds[name]) for name, s in screening.scores.items()},
         "quarantined_rows": [
             {"id": plain(ids[i]), "reason": str(reasons[i]),

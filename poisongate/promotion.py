@@ -1,5 +1,7 @@
-"""The promotion gate's rule: the candidate is judged on the golden holdout, against absolute floors and
-against the current champion; every check is recorded with its value and threshold."""
+"""The promotion gate's rule: the candidate is judged on the golden holdout by paired tests against the current
+champion and against a model of the same recipe trained on the trusted reference alone, and its
+cross-validation folds against what folds of their size vary by chance; every check is recorded with its
+statistic, p-value and bound."""
 from __future__ import annotations
 
 from typing import Any
@@ -26,53 +28,100 @@ def evaluate(graphdef, params, spec: dict[str, Any], X: np.ndarray, y: np.ndarra
     }
 
 
-def _check(name: str, value: float | None, threshold: float, passed: bool | None) -> dict[str, Any]:
-    return {"check": name, "value": value, "threshold": threshold, "passed": passed}
+def predictions(graphdef, params, spec: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    return np.asarray(predict_proba(graphdef, params, models.scale(X, spec))).argmax(axis=1)
 
 
-def largest_fold_gap(fold_accuracy: list[float]) -> float:
-    """How far the worst fold lies below the median of the other folds: a poisoned fold stands out."""
-    acc = np.asarray(fold_accuracy, np.float64)
-    if len(acc) < 2:
-        return 0.0
-    return float(max(np.median(np.delete(acc, i)) - acc[i] for i in range(len(acc))))  # k folds, not rows
+def _check(name: str, value: float | None, threshold: float | None, passed: bool | None,
+           p_value: float | None = None) -> dict[str, Any]:
+    return {"check": name, "value": value, "p_value": p_value, "threshold": threshold, "passed": passed}
 
 
-def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, cv: dict[str, Any], cfg: PromoteConfig,
-           training: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every check with its value, threshold and verdict (None: not applicable). `training` is the train
-    stage's summary; its monitor flags `nonfinite` and `loss_spikes` are read when present."""
-    training = training or {}
-    worst_class = min(candidate["class_recall"].values())
-    fold_gap = largest_fold_gap(cv["fold_accuracy"]) if "fold_accuracy" in cv else None
-    spikes = len(training.get("loss_spikes") or [])
-    nonfinite = bool(training.get("nonfinite", False))
-    checks = [
-        _check("holdout accuracy >= floor", candidate["accuracy"], cfg.min_accuracy,
-               candidate["accuracy"] >= cfg.min_accuracy),
-        _check("every class recall >= floor", worst_class, cfg.min_class_recall, worst_class >= cfg.min_class_recall),
-        _check("cv fold spread <= bound", cv["spread"], cfg.max_cv_spread, cv["spread"] <= cfg.max_cv_spread),
-        _check("worst fold below median of the others <= bound", fold_gap, cfg.max_fold_gap,
-               None if fold_gap is None else fold_gap <= cfg.max_fold_gap),
-        _check("training loss finite", float(nonfinite), 0, not nonfinite),
-        _check("training loss spikes <= bound", spikes, cfg.max_loss_spikes, spikes <= cfg.max_loss_spikes),
+def mcnemar(worse: np.ndarray, better: np.ndarray) -> float:
+    """Exact one-sided McNemar (Dietterich 1998): p of at least this many rows only the reference model gets
+    right, among the rows the two models disagree on."""
+    from scipy.stats import binomtest
+
+    b, c = int(worse.sum()), int(better.sum())
+    return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5, alternative="greater").pvalue)
+
+
+def paired_checks(who: str, candidate: np.ndarray, other: np.ndarray, y: np.ndarray, classes: tuple,
+                  bound: float) -> list[dict[str, Any]]:
+    """The candidate vs another model on the same holdout rows: overall, and per class (Bonferroni)."""
+    lost, won = (other == y) & (candidate != y), (candidate == y) & (other != y)
+    drop = float((other == y).mean() - (candidate == y).mean())
+    p = mcnemar(lost, won)
+    per_class = [min(1.0, mcnemar(lost[y == i], won[y == i]) * len(classes)) for i in range(len(classes))]
+    i = int(np.argmin(per_class))
+    recall_drop = float(lost[y == i].sum() - won[y == i].sum()) / max(int((y == i).sum()), 1)
+    p_class, worst = per_class[i], classes[i]
+    return [
+        _check(f"not worse than the {who} (exact McNemar; value: accuracy drop)", drop, bound, p >= bound, p),
+        _check(f"no class worse than with the {who} (McNemar per class, Bonferroni; class {worst}, value: its "
+               "recall drop)", recall_drop, bound, p_class >= bound, p_class),
     ]
-    if champion is None:  # the first model only has to clear the floors
-        checks += [_check("accuracy drop vs champion <= bound", None, cfg.max_accuracy_drop, None),
-                   _check("largest class recall drop vs champion <= bound", None, cfg.max_class_recall_drop, None)]
-    else:
-        drop = champion["accuracy"] - candidate["accuracy"]
-        class_drop, worst = max((champion["class_recall"][c] - r, c) for c, r in candidate["class_recall"].items())
-        checks += [
-            _check("accuracy drop vs champion <= bound", drop, cfg.max_accuracy_drop,
-                   drop <= cfg.max_accuracy_drop + EPS),
-            _check(f"largest class recall drop vs champion <= bound (class {worst})", class_drop,
-                   cfg.max_class_recall_drop, class_drop <= cfg.max_class_recall_drop + EPS),
-        ]
+
+
+def fold_checks(cv: dict[str, Any], bound: float) -> list[dict[str, Any]]:
+    """Do the folds differ by more than folds of their size do by chance? A chi-square test of the k x 2 table of
+    right and wrong rows, and the worst fold against the rest (one-sided Fisher, Bonferroni over the folds)."""
+    from scipy.stats import chi2_contingency, fisher_exact
+
+    accuracy, rows = np.asarray(cv["fold_accuracy"], np.float64), np.asarray(cv["fold_rows"], np.int64)
+    right = np.round(accuracy * rows).astype(np.int64)
+    table = np.stack([right, rows - right], axis=1)
+    spread_p = 1.0 if (table.sum(axis=0) == 0).any() else float(chi2_contingency(table).pvalue)
+    worst = int(np.argmin(accuracy))
+    rest = table.sum(axis=0) - table[worst]
+    gap_p = min(1.0, float(fisher_exact([table[worst][::-1], rest[::-1]], alternative="greater")[1]) * len(rows))
+    gap = float(np.delete(accuracy, worst).mean() - accuracy[worst]) if len(rows) > 1 else 0.0
+    return [
+        _check("cv folds agree (chi-square of right/wrong per fold; value: spread)", cv["spread"], bound,
+               spread_p >= bound, spread_p),
+        _check(f"worst fold (fold {worst}) not below the others (Fisher, Bonferroni; value: gap)", gap, bound,
+               gap_p >= bound, gap_p),
+    ]
+
+
+def decide(y: np.ndarray, classes: tuple, candidate: np.ndarray, champion: np.ndarray | None,
+           baseline: np.ndarray, cv: dict[str, Any], cfg: PromoteConfig,
+           training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every check with its statistic, p-value, bound and verdict (None: not applicable or reported only).
+    Predictions are on the golden holdout (labels `y`): the candidate's, the champion's (None for the first
+    model) and the baseline's (the same recipe trained on the trusted reference alone: the data's own floor).
+    The statistical checks share promote.alpha (Bonferroni); the absolute floors, the practical margin and the
+    loss-spike bound are user settings, each off when null."""
+    training = training or {}
+    tests = 2 * (2 if champion is not None else 1) + 2
+    bound = cfg.alpha / tests
+    checks = paired_checks("trusted-reference model", candidate, baseline, y, classes, bound)
+    if champion is not None:
+        checks += paired_checks("champion", candidate, champion, y, classes, bound)
+    checks += fold_checks(cv, bound)
+    accuracy = float((candidate == y).mean())
+    recall = [float((candidate[y == i] == i).mean()) for i in range(len(classes)) if (y == i).any()]
+    nonfinite = bool(training.get("nonfinite", False))
+    spikes = len(training.get("loss_spikes") or [])
+    drop = None if champion is None else float((champion == y).mean()) - accuracy
+    optional = [
+        ("holdout accuracy >= floor", accuracy, cfg.min_accuracy, lambda v, t: v >= t),
+        ("every class recall >= floor", min(recall), cfg.min_class_recall, lambda v, t: v >= t),
+        ("accuracy drop vs champion <= practical margin", drop, cfg.max_accuracy_drop, lambda v, t: v <= t + EPS),
+        ("training loss spikes <= bound", spikes, cfg.max_loss_spikes, lambda v, t: v <= t),
+    ]
+    checks += [_check(name, value, t, None if t is None or value is None else bool(ok(value, t)))
+               for name, value, t, ok in optional]
+    checks.append(_check("training loss finite", float(nonfinite), 0, not nonfinite))
     failed = [c for c in checks if c["passed"] is False]
     return {
         "passed": not failed,
-        "reason": "promoted" if not failed else "model refused: " + "; ".join(
-            f"{c['check']} failed ({c['value']:.4f} vs {c['threshold']})" for c in failed),
+        "reason": "promoted" if not failed else "model refused: " + "; ".join(_failure(c) for c in failed),
         "checks": checks,
     }
+
+
+def _failure(check: dict[str, Any]) -> str:
+    if check["p_value"] is not None:
+        return f"{check['check']}: p={check['p_value']:.2g} < {check['threshold']:.2g} (value {check['value']:.4f})"
+    return f"{check['check']} failed ({check['value']:.4f} vs {check['threshold']})"

@@ -25,11 +25,11 @@ from sklearn.metrics import precision_recall_fscore_support
 
 from poisongate import attacks, data_gate, promotion
 from poisongate import poisoning_gate as gate
-from poisongate.config import Config, Recipe, RedteamConfig, Targets
+from poisongate.config import Config, Recipe, RedteamConfig, Targets, ValidateConfig
 from poisongate.errors import PoisongateError
 from poisongate.learning import crossval, models, training
 from poisongate.schema import Schema, image_side, to_arrays
-from poisongate.sources import load_source_batch, load_trusted
+from poisongate.sources import DIGITS, load_digits_frame, load_source_batch, load_trusted, split_default
 from poisongate.workspace import Workspace, atomic_path, atomic_write_text
 
 _GX_LOCK = threading.Lock()  # cells run in threads; one GX context is shared and not thread-safe
@@ -41,7 +41,14 @@ class MatrixData:
     holdout: pd.DataFrame
     batch: pd.DataFrame
     schema: Schema
-    suite: dict[str, Any]  # the GX suite, derived from the reference as the `expectations` stage does
+    validation: ValidateConfig
+    min_rows: int
+    user_expectations: list[dict[str, Any]]
+
+    def suite(self, rows: int) -> dict[str, Any]:
+        """The GX suite for a batch of `rows` rows, derived from the reference as the `expectations` stage does."""
+        return data_gate.merge(data_gate.build_suite(self.reference, self.schema, self.validation, self.min_rows,
+                                                     rows), self.user_expectations)
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,15 @@ class Model:
 
 
 def load_data(ws: Workspace, config: Config) -> MatrixData:
-    """The trusted reference, golden holdout and incoming batch of params.yaml's `data` section, in memory."""
+    """The trusted reference, golden holdout and incoming batch of params.yaml's `data` section, in memory. With
+    the embedded default and no data.batch, the batch is every incoming row (all nightly batches together)."""
     reference, holdout, schema = load_trusted(ws, config.data)
-    suite = data_gate.suite_for(reference, schema, config.validation, config.data.min_rows, ws.user_expectations)
-    return MatrixData(reference[schema.columns], holdout, load_source_batch(ws, config.data)[0], schema, suite)
+    if config.data.source == DIGITS and config.data.batch is None:
+        batch = pd.concat(split_default(load_digits_frame(), config.data.split)[2], ignore_index=True)
+    else:
+        batch = load_source_batch(ws, config.data)[0]
+    return MatrixData(reference[schema.columns], holdout, batch, schema, config.validation, config.data.min_rows,
+                      data_gate.user_expectations(ws.user_expectations))
 
 
 def widen(X: np.ndarray, width: int) -> np.ndarray:
@@ -103,6 +115,7 @@ def baseline(data: MatrixData, config: Config, seed: int) -> dict[str, Any]:
     return {
         "seed": seed,
         "champion": evaluate(champion, X_hold, y_hold),
+        "champion_predictions": champion.predict(X_hold).tolist(),  # the baseline of the promotion gate too
         "clean_accuracy": evaluate(clean, X_hold, y_hold)["accuracy"],
         "clean_asr": success_rate(clean, data, config),
         "champion_asr": success_rate(champion, data, config),
@@ -110,22 +123,25 @@ def baseline(data: MatrixData, config: Config, seed: int) -> dict[str, Any]:
 
 
 def gates(data: MatrixData, frame: pd.DataFrame, config: Config,
-          scorer: gate.ChunkScorer = gate.score_in_process) -> tuple[np.ndarray, np.ndarray, str | None]:
+          scorer: gate.ChunkScorer = gate.score_in_process
+          ) -> tuple[np.ndarray, np.ndarray, str | None, gate.Screening]:
     """The data gate and the poisoning gate on a batch, with the run's refusal rules: (quarantined rows, rows
-    the detectors flagged, why the whole batch was refused or None, prefixed by the gate). The detectors' flags
-    are kept even when a gate refuses the whole batch, so the matrix also measures the row-level gate alone."""
+    the detectors flagged, why the whole batch was refused or None, prefixed by the gate, the screening). The
+    detectors' flags are kept even when a gate refuses the whole batch, so the matrix also measures the
+    row-level gate alone."""
     X_ref, y_ref = to_arrays(data.reference, data.schema)
     screening = gate.screen(X_ref, y_ref, *to_arrays(frame, data.schema), config.filter, scorer)
     flagged = screening.quarantined
     with _GX_LOCK:
-        checked = data_gate.validate_frame(frame, data.suite)
+        checked = data_gate.validate_frame(frame, data.suite(len(frame)))
     everything = np.ones(len(frame), bool)
     if data_gate.refusal(checked):  # named by the kinds of expectation that failed, as the matrix groups them
-        return everything, flagged, "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]}))
-    refused = gate.refusal(screening, config.filter)
+        return (everything, flagged, "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]})),
+                screening)
+    refused = gate.refusal(screening.share, config.filter)
     if refused:
-        return everything, flagged, f"poisoning gate: {refused}"
-    return flagged, flagged, None
+        return everything, flagged, f"poisoning gate: {refused}", screening
+    return flagged, flagged, None, screening
 
 
 def detection(truth: np.ndarray, caught: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -147,7 +163,7 @@ def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: i
     _, y = to_arrays(frame, data.schema)
 
     ungated = fit_model(np.concatenate([widen(X_ref, X.shape[1]), X]), np.concatenate([y_ref, y]), classes, cfg)
-    quarantined, flagged, refused = gates(data, frame, config, scorer)
+    quarantined, flagged, refused, _ = gates(data, frame, config, scorer)
     cell = {
         "attack": attack, "rate": rate, "seed": seed, "poisoned_rows": int(truth.sum()), "batch_rows": len(truth),
         "clean_accuracy": base["clean_accuracy"], "champion_accuracy": base["champion"]["accuracy"],
@@ -164,10 +180,15 @@ def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: i
         gated = fit_model(X_clean, y_clean, classes, cfg)
         folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, config.crossval.folds)
         candidate = evaluate(gated, X_hold, y_hold)
-        decision = promotion.decide(candidate, base["champion"], crossval.summary(folds), config.promote)
+        reference_model = np.asarray(base["champion_predictions"])  # the champion is the reference-only model
+        decision = promotion.decide(y_hold, classes, gated.predict(X_hold), reference_model, reference_model,
+                                    crossval.summary(folds, len(X_clean)), config.promote)
         cell.update(accuracy_with_gates=candidate["accuracy"], promoted=decision["passed"],
                     promotion=decision["reason"])
     cell["served_accuracy"] = cell["accuracy_with_gates"] if cell["promoted"] else cell["champion_accuracy"]
+    # a promoted model may be worse than the champion by chance, within promote's practical margin (and not
+    # significantly): worse than that is a miss
+    cell["promotion_margin"] = config.promote.max_accuracy_drop or 0.0
     if attack == "backdoor":
         cell["asr_clean"] = base["clean_asr"]
         cell["asr_without_gates"] = success_rate(ungated, data, config)
@@ -213,8 +234,8 @@ def summarize(cells: list[dict[str, Any]], targets: Targets) -> list[dict[str, A
         row["refused"] = int(group["batch_refused"].notna().sum())
         row["refused_by"] = sorted(group["batch_refused"].dropna().unique().tolist())
         row["worst_seed_drop"] = float((group["clean_accuracy"] - group["accuracy_with_gates"]).max())
-        row["worse_promoted"] = int(
-            (group["promoted"] & (group["accuracy_with_gates"] < group["champion_accuracy"])).sum())
+        row["worse_promoted"] = int((group["promoted"] & (group["accuracy_with_gates"] < group["champion_accuracy"]
+                                                          - group["promotion_margin"])).sum())
         row["target"], row["why"] = check_targets(row, targets)
         rows.append(row)
     return rows
@@ -224,7 +245,7 @@ def check_targets(row: dict[str, Any], targets: Targets) -> tuple[str, str]:
     """'met' or 'missed', and what the figures say about a miss. The promotion target holds for every row."""
     misses = []
     if row["worse_promoted"]:
-        misses.append(f"{row['worse_promoted']} seed(s) promoted a model worse than the champion")
+        misses.append(f"{row['worse_promoted']} seed(s) promoted a model worse than the champion beyond the margin")
     drop = row["clean_accuracy"] - row["accuracy_with_gates"]
     bound = {float(r): float(b) for r, b in targets.max_accuracy_drop.items()}.get(row["rate"])
     if bound is not None and drop > bound:

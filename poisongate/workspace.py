@@ -54,6 +54,15 @@ class Workspace:
         return self.path("data", "quarantine.parquet")
 
     @property
+    def scores(self) -> Path:
+        return self.path("data", "scores.parquet")
+
+    # The versioned training set (`dvc add`): grows by each promoted run's accepted rows; rollback restores it.
+    @property
+    def training(self) -> Path:
+        return self.path("data", "training.parquet")
+
+    @property
     def candidate(self) -> Path:
         return self.path("models", "candidate")
 
@@ -72,6 +81,10 @@ class Workspace:
     @property
     def quarantine_store(self) -> Path:
         return self.path("quarantine")
+
+    @property
+    def scores_store(self) -> Path:
+        return self.path("scores")
 
     @property
     def registry(self) -> Path:

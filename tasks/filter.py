@@ -1,33 +1,51 @@
-"""Stage `filter`: the JAX poisoning gate. Writes data/clean.parquet (reference + accepted rows) and
-data/quarantine.parquet (every flagged row as received, with its reasons and scores).
+"""Stage `filter`: the JAX poisoning gate, fit on the gates' reference (trusted rows only). Writes
+data/clean.parquet (the training set + tonight's accepted rows, with their provenance: what the candidate trains
+on), data/quarantine.parquet (every flagged row as received, with its reasons and scores) and data/scores.parquet
+(every incoming row's scores and flags).
 
-A batch whose quarantined share passes filter.max_quarantine_share is refused whole: all of it goes to
-quarantine and no clean dataset is written."""
+A row whose id is already in the training set is quarantined, naming the run that accepted it first. A batch
+whose quarantined share passes filter.max_quarantine_share is refused whole: all of it goes to quarantine and no
+clean dataset is written."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from poisongate import poisoning_gate as gate
+from poisongate import training_set
 from poisongate.config import Config, FilterConfig
 from poisongate.schema import Schema, row_ids, to_arrays
-from poisongate.sources import workspace_reference
+from poisongate.sources import gate_reference
 from poisongate.tables import read_table, write_table
 from poisongate.workspace import Workspace
 
 
 def filter_batch(reference: pd.DataFrame, batch: pd.DataFrame, schema: Schema, cfg: FilterConfig,
-                 scorer: gate.ChunkScorer = gate.score_in_process):
-    """(clean dataset or None if the batch is refused, quarantined rows, summary)."""
+                 scorer: gate.ChunkScorer = gate.score_in_process, earlier: np.ndarray | None = None):
+    """(accepted rows or None if the batch is refused, quarantined rows, every row's scores, summary).
+    `earlier`: per row, the run that already accepted its id (None where it is new)."""
     screening = gate.screen(*to_arrays(reference, schema), *to_arrays(batch, schema), cfg, scorer)
-    refused = gate.refusal(screening, cfg)
+    repeated = np.zeros(len(batch), bool) if earlier is None else np.asarray(pd.notna(earlier), bool)
+    flagged = screening.quarantined | repeated
+    share = float(flagged.mean()) if len(flagged) else 0.0
+    refused = gate.refusal(share, cfg)
+    if refused and repeated.any():
+        refused += (f"; {int(repeated.sum())} rows have ids already in the training set "
+                    f"(first: run {earlier[repeated][0]})")
     reasons = screening.reasons(prefix=f"batch refused: {refused}" if refused else "")
-    mask = np.ones(len(batch), dtype=bool) if refused else screening.quarantined
+    if repeated.any():
+        again = [f"id already in the training set, accepted by run {run}" for run in earlier[repeated]]
+        reasons[repeated] = [a if not r else f"{r}; {a}" for a, r in zip(again, reasons[repeated])]
+    mask = np.ones(len(batch), dtype=bool) if refused else flagged
+    ids = row_ids(batch, schema)
     quarantine = gate.quarantine_frame(batch, mask, reasons, screening.scores)
-    clean = None if refused else pd.concat([reference, batch.loc[~mask, reference.columns]], ignore_index=True)
-    return clean, quarantine, gate.summary(screening, cfg, row_ids(batch, schema), mask, reasons, refused)
+    accepted = None if refused else batch.loc[~mask].reset_index(drop=True)
+    summary = gate.summary(screening, cfg, ids, mask, reasons, refused, share)
+    summary["repeated_ids"] = int(repeated.sum())
+    return accepted, quarantine, gate.scores_frame(ids, screening, mask), summary
 
 
 def chunk_scorer(cfg: FilterConfig) -> gate.ChunkScorer:
@@ -40,10 +58,17 @@ def chunk_scorer(cfg: FilterConfig) -> gate.ChunkScorer:
 
 
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
-    reference, schema = workspace_reference(ws, config.data)
-    clean, quarantine, summary = filter_batch(reference, read_table(ws.incoming), schema, config.filter,
-                                              chunk_scorer(config.filter))
+    reference, schema = gate_reference(ws, config.data)
+    training, batch = training_set.load(ws, reference, schema), read_table(ws.incoming)
+    earlier = training_set.first_runs(training, row_ids(batch, schema), schema)
+    accepted, quarantine, scores, summary = filter_batch(reference, batch, schema, config.filter,
+                                                         chunk_scorer(config.filter), earlier)
     write_table(quarantine, ws.quarantine)
-    if clean is not None:
-        write_table(clean, ws.clean)
+    write_table(scores, ws.scores)
+    if accepted is not None:
+        ingest = json.loads(ws.report("ingest").read_text())
+        tonight = training_set.with_provenance(accepted, schema, run=training_set.TONIGHT, source=ingest["source"],
+                                               sha256=ingest["source_sha256"], admitted="gate")
+        write_table(pd.concat([training, tonight], ignore_index=True), ws.clean)
+        summary["training_rows_before"] = len(training)
     return summary

@@ -1,4 +1,5 @@
-"""Stage `ingest`: the untrusted incoming batch, as received (plus the `--simulate` attack, if any).
+"""Stage `ingest`: the untrusted incoming batch, as received (plus the `--simulate` attack, if any). With the
+embedded default and no data.batch, the batch is the next one the training set does not hold yet.
 
 A batch that can be read but not used is still written, as received, and refused (`passed` false): the record
 step keeps it whole in quarantine. One that cannot be read at all raises."""
@@ -8,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from poisongate import training_set
 from poisongate.attacks import poison
 from poisongate.config import Config
 from poisongate.schema import Schema, as_received, batch_problem, row_ids
@@ -18,7 +20,7 @@ from poisongate.workspace import Workspace
 
 def receive(batch: pd.DataFrame, schema: Schema, name: str, config: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The frame to keep as data/incoming.parquet, and the stage's summary."""
-    summary = {"rows": len(batch), "source": config.data.source}
+    summary = {"rows": len(batch), "source": name}
     problem = batch_problem(batch, schema, name, config.data.min_rows)
     if problem:
         return as_received(batch), {"passed": False, **summary, "reason": problem}
@@ -33,8 +35,9 @@ def receive(batch: pd.DataFrame, schema: Schema, name: str, config: Config) -> t
 
 
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
-    batch, name = load_source_batch(ws, config.data)
-    _, schema = workspace_reference(ws, config.data)
+    reference, schema = workspace_reference(ws, config.data)
+    used = set(training_set.load(ws, reference, schema)[training_set.SOURCE].unique().tolist())
+    batch, name, sha256 = load_source_batch(ws, config.data, used)
     frame, summary = receive(batch, schema, name, config)
     write_table(frame, ws.incoming)
-    return summary
+    return {**summary, "source_sha256": sha256}

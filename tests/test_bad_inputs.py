@@ -68,7 +68,7 @@ def test_every_bad_input_is_refused_with_one_line(kind, ingest_ws, config, digit
         assert summary["passed"] is True
         reference = digits["frames"][0]
         suite = build_suite(reference, schema_from_reference(reference, config.data, "ref"), config.validation,
-                            config.data.min_rows)
+                            config.data.min_rows, len(kept))
         gate = validate_frame(kept, suite)
         assert gate["passed"] is False
         passed, line = verdict({"ingest": summary, "validate": gate})

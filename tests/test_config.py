@@ -27,7 +27,7 @@ def with_value(key: str, value):
 
 def test_the_shipped_params_parse_into_frozen_sections(config):
     assert (config.train.epochs == SHIPPED["train"]["epochs"]
-            and config.validation.mean_band == SHIPPED["validate"]["mean_band"])
+            and config.validation.false_refusal_rate == SHIPPED["validate"]["false_refusal_rate"])
     with pytest.raises(pydantic.ValidationError):
         config.train.epochs = 1  # parsed once: nothing changes it mid-run
 
@@ -52,9 +52,11 @@ def test_the_shipped_params_parse_into_frozen_sections(config):
     ("data.min_rows", 0, "data.min_rows = 0: Input should be greater than or equal to 1"),
     ("simulate.attack", "nope", "simulate.attack = 'nope': must be none or one of"),
     ("redteam.workers", 0, "redteam.workers = 0: Input should be greater than or equal to 1"),
-    ("data.batch", 2, "data = {...}: batch 2 but split.batches is 2: use 0..1"),
+    ("data.batch", 6, "data = {...}: batch 6 but split.batches is 6: use 0..5"),
     ("data.source", "incoming.csv", "data = {...}: a source of your own needs its trusted reference and holdout"),
-    ("validate.stdev_band", [2.0, 0.5], "validate.stdev_band = [2.0, 0.5]: [low, high] with low <= high"),
+    ("validate.false_refusal_rate", 0.0, "validate.false_refusal_rate = 0.0: Input should be greater than 0"),
+    ("campaign.checks", ["drift", "nope"], "campaign.checks.1 = 'nope': Input should be 'class_mix'"),
+    ("promote.alpha", 1.0, "promote.alpha = 1.0: Input should be less than 1"),
     ("simulate.options.noisy_duplicate", {"copies": 3}, "simulate.options = {...}: unknown attack 'noisy_duplicate'"),
     ("simulate.options.noisy_duplicates.copy", 3, "simulate.options = {...}: noisy_duplicates.copy: not an option"),
     ("simulate.options.noisy_duplicates.copies", "ten",

@@ -20,8 +20,8 @@ SCHEMA = Schema(label="label", id="id", features=("a", "b"), classes=(0, 1, 2))
 REFERENCE = pd.DataFrame({"id": range(30), "label": [0, 1, 2] * 10, "a": np.linspace(0, 1, 30),
                           "b": np.linspace(-5, 5, 30)})
 SUFFIXES = [".csv", ".parquet", ".npz", ".csv.gz", ".parquet.gz", ".npz.gz"]
-RANGES_ONLY = ValidateConfig(range_margin=0.1, range_mostly=0.9, mean_band=None, stdev_band=None, quantile_band=None,
-                             max_class_kl=None, max_duplicate_share=None)
+RANGES_ONLY = ValidateConfig(false_refusal_rate=0.001, range_margin=0.1, range_mostly=0.9, mean=False, stdev=False,
+                             quantiles=False, class_mix=False, max_duplicate_share=None)
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Cells a hostile or broken source might send: numbers of every kind, text, nothing, other Python objects.
@@ -96,7 +96,7 @@ def test_arbitrary_frames_in_memory(frame, tmp_path_factory):
 @given(frame=st.one_of(frames, typed_frames))
 def test_validation_answers_every_frame(frame):
     """The GX gate returns a verdict for any frame (it sees only admitted batches, but must not crash on others)."""
-    result = validate_frame(frame, build_suite(REFERENCE, SCHEMA, RANGES_ONLY, min_rows=1))
+    result = validate_frame(frame, build_suite(REFERENCE, SCHEMA, RANGES_ONLY, min_rows=1, rows=len(frame)))
     assert isinstance(result["passed"], bool)
     if batch_problem(frame, SCHEMA, "batch", min_rows=1) is not None:
         assert result["passed"] is False or len(frame) == 0

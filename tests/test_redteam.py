@@ -41,8 +41,9 @@ def test_small_matrix_through_the_flow_writes_json_markdown_heatmap_and_artifact
     assert flip["recall"] >= 0.8 and flip["precision"] >= 0.6  # knn_label catches most flips
     assert flip["accuracy_with_gates"] >= flip["clean_accuracy"] - 0.02  # the target at 20%
     assert backdoor["asr_without_gates"] > 0.5 >= 0.1 >= backdoor["asr_with_gates"]  # the gates stop the backdoor
-    for cell in result["cells"]:  # the promotion gate never promotes a model worse than the champion
-        assert not cell["promoted"] or cell["accuracy_with_gates"] >= cell["champion_accuracy"]
+    for cell in result["cells"]:  # never a model worse than the champion beyond the practical margin
+        worst = cell["champion_accuracy"] - cell["promotion_margin"]
+        assert not cell["promoted"] or cell["accuracy_with_gates"] >= worst
         assert all(0.0 <= cell[k] <= 1.0 for k in ("clean_accuracy", "accuracy_with_gates", "f1"))
 
     out = workspace.path("reports", "redteam")
@@ -75,7 +76,7 @@ def test_user_csv_files_feed_the_matrix(workspace, config, digits, tmp_path):
     loaded = rt.load_data(workspace, config.replace("data", **files))
     assert loaded.batch["id"].tolist() == batches[1]["id"].tolist()
     assert len(loaded.reference) == len(reference) and loaded.schema.features == digits["schema"].features
-    assert loaded.suite["expectations"][0]["type"] == "expect_table_columns_to_match_set"
+    assert loaded.suite(len(loaded.batch))["expectations"][0]["type"] == "expect_table_columns_to_match_set"
 
 
 def row(**kw):

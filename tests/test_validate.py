@@ -14,7 +14,8 @@ from tasks import run_stage
 @pytest.fixture(scope="module")
 def suite(digits, config):
     reference = digits["frames"][0]
-    return build_suite(reference, digits["schema"], config.validation, config.data.min_rows)
+    return build_suite(reference, digits["schema"], config.validation, config.data.min_rows,
+                       len(digits["frames"][2][0]))
 
 
 def test_suite_is_derived_from_the_reference(suite, digits):
@@ -127,3 +128,38 @@ def test_a_user_expectation_gx_refuses_is_one_line_naming_the_file_and_its_posit
     with pytest.raises(PoisongateError, match=r"user\.json: expectation 1 is not valid for Great Expectations") as e:
         run_stage(ws, "expectations", config)
     assert "\n" not in str(e.value) and not ws.suite.exists()
+
+
+def bounds(suite, kind, column):
+    return next(e for e in suite["expectations"] if e["type"] == kind and e["kwargs"].get("column") == column)
+
+
+def test_bounds_follow_the_batch_size_and_state_their_test(digits, config):
+    reference, schema = digits["frames"][0], digits["schema"]
+    small, large = (build_suite(reference, schema, config.validation, 10, rows) for rows in (50, 5000))
+    for kind in ("expect_column_mean_to_be_between", "expect_column_stdev_to_be_between"):
+        s, l = bounds(small, kind, "pixel_4_4")["kwargs"], bounds(large, kind, "pixel_4_4")["kwargs"]
+        assert s["max_value"] - s["min_value"] > l["max_value"] - l["min_value"] > 0, kind
+    kl_small, kl_large = (bounds(s, "expect_column_kl_divergence_to_be_less_than", "label") for s in (small, large))
+    assert kl_small["kwargs"]["threshold"] > kl_large["kwargs"]["threshold"] > 0
+    meta = bounds(small, "expect_column_mean_to_be_between", "pixel_4_4")["meta"]
+    assert meta["batch_rows"] == 50 and meta["reference_rows"] == len(reference)
+    assert meta["alpha"] == pytest.approx(config.validation.false_refusal_rate / (64 * 7 + 1))
+
+
+def test_integer_valued_floats_are_not_a_type_failure(suite, digits):
+    batch = digits["frames"][2][0].astype({c: "int64" for c in digits["schema"].features})
+    assert validate_frame(batch, suite)["passed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rows", [40, 400])
+def test_clean_batches_of_any_size_pass_at_the_false_refusal_rate(digits, config, rows):
+    """Clean batches drawn from the rows that are not the reference (holdout + incoming), at two sizes: with a
+    family-wise rate of 0.001 none of 12 draws should be refused (P(any) <= 1.2%)."""
+    reference, holdout, batches = digits["frames"]
+    pool = pd.concat([holdout, *batches], ignore_index=True)
+    suite = build_suite(reference, digits["schema"], config.validation, config.data.min_rows, rows)
+    rng = np.random.default_rng(rows)
+    refused = [validate_frame(pool.iloc[rng.choice(len(pool), rows, replace=False)], suite) for _ in range(12)]
+    assert not [r["failed"] for r in refused if not r["passed"]]

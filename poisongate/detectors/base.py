@@ -30,6 +30,7 @@ class Detector:
     reason: ClassVar[str]  # what a high score means: written beside the score in the quarantine
     Options: ClassVar[type[DetectorOptions]] = DetectorOptions
     row_wise: ClassVar[bool] = False  # a row's score depends on that row alone: the batch may be scored in chunks
+    batch_level: ClassVar[bool] = False  # one score for the whole batch: it flags every row or none
     min_threshold: float = -np.inf  # a floor under the calibrated threshold (e.g. a cap on copies)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -31,6 +31,7 @@ class BatchShift(Detector):
                    "gets the batch's score, so a shifted batch is flagged whole and refused")
     reason = "the batch's feature mean or variance has shifted from the trusted data"
     Options = BatchOptions
+    batch_level = True
 
     def fit(self, X, y):
         X = np.asarray(X, np.float64)

@@ -30,11 +30,12 @@ def cross_validate(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: R
     return [float(correct[fold == i].mean()) for i in range(k)], oof
 
 
-def summary(fold_accuracy: list[float]) -> dict[str, Any]:
-    """What the promotion gate reads of a cross-validation."""
+def summary(fold_accuracy: list[float], rows: int) -> dict[str, Any]:
+    """What the promotion gate reads of a cross-validation of `rows` rows."""
     return {
         "folds": len(fold_accuracy),
         "fold_accuracy": list(fold_accuracy),
+        "fold_rows": [len(part) for part in np.array_split(np.arange(rows), len(fold_accuracy))],
         "mean_accuracy": float(np.mean(fold_accuracy)),
         "spread": float(np.max(fold_accuracy) - np.min(fold_accuracy)),
     }
@@ -42,4 +43,4 @@ def summary(fold_accuracy: list[float]) -> dict[str, Any]:
 
 def cross_validation_summary(X: np.ndarray, y: np.ndarray, classes: tuple, recipe: Recipe, k: int) -> dict[str, Any]:
     spec = models.model_spec(recipe, X, classes)
-    return summary(cross_validate(X, y, spec, recipe, k)[0])
+    return summary(cross_validate(X, y, spec, recipe, k)[0], len(X))

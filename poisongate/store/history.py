@@ -10,6 +10,7 @@ from typing import Any
 from poisongate.errors import PoisongateError
 from poisongate.reports import cell
 from poisongate.store import versioning
+from poisongate.store.versioning import TRAINING_SET
 from poisongate.workspace import Workspace, run_time
 
 RUN_COMMIT_PREFIX = "poisongate run "
@@ -29,40 +30,72 @@ def revoked_runs(ws: Workspace) -> set[str]:
     return {r for f in ws.path("rollbacks").glob("*.json") for r in json.loads(f.read_text())["revoked"]}
 
 
-def summarize(report: dict[str, Any]) -> dict[str, Any]:
-    """One version's row: date, dataset hash, source, rows accepted/quarantined, decision, metrics."""
+def decision(report: dict[str, Any], revoked: bool) -> str:
+    """promoted / refused-batch (ingest, data gate, poisoning gate, campaign checks) / refused-model / revoked."""
+    if revoked:
+        return "revoked"
+    stages = report["stages"]
+    if stages.get("promote", {}).get("passed"):
+        return "promoted"
+    batch_gates = ("ingest", "validate", "filter", "campaign")
+    if any(stages.get(k, {}).get("passed") is False for k in batch_gates) or "train" not in stages:
+        return "refused-batch"
+    return "refused-model"
+
+
+def summarize(report: dict[str, Any], revoked: bool = False, released: int = 0) -> dict[str, Any]:
+    """One version's row: date, decision, batch and training-set sizes, hashes, metrics."""
     s = report["stages"]
-    ingest, filt, promote, cv = (s.get(k) or {} for k in ("ingest", "filter", "promote", "crossval"))
+    ingest, filt, promote, cv, train = (s.get(k) or {} for k in ("ingest", "filter", "promote", "crossval", "train"))
     if filt:
         accepted, quarantined = filt["rows"] - filt["quarantined"], filt["quarantined"]
-    elif s.get("validate", {}).get("passed") is False:  # refused whole by the data gate
+        if s.get("campaign", {}).get("passed") is False:
+            accepted, quarantined = 0, filt["rows"]
+    elif s.get("validate", {}).get("passed") is False or ingest.get("passed") is False:  # refused whole
         accepted, quarantined = 0, ingest.get("rows")
     else:
         accepted = quarantined = None  # retrain-only run: no batch
+    hashes = report["dvc_hashes"]
     return {
         "run_id": report["run_id"],
         "date": run_time(report["run_id"]).strftime("%Y-%m-%d %H:%M:%S"),
-        "dataset_md5": report["dvc_hashes"].get("data/clean.parquet"),
-        "model_md5": report["dvc_hashes"].get("models/candidate"),
-        "source": ingest.get("source", "(retrain only)"),
-        "attack": ingest.get("attack") if ingest.get("poisoned_ids") else None,
+        "decision": decision(report, revoked),
+        "batch_rows": ingest.get("rows"),
         "accepted": accepted,
         "quarantined": quarantined,
-        "promoted": bool(promote.get("passed")),
-        "decision": report["verdict"],
+        "released": released,
+        "train_rows": train.get("rows"),
         "holdout_accuracy": (promote.get("candidate") or {}).get("accuracy"),
         "cv_mean_accuracy": cv.get("mean_accuracy"),
+        "dataset_md5": hashes.get(TRAINING_SET),
+        "model_md5": hashes.get("models/candidate"),
+        "source": ingest.get("source", "(retrain only)"),
+        "source_sha256": ingest.get("source_sha256"),
+        "attack": ingest.get("attack") if ingest.get("poisoned_ids") else None,
+        "promoted": bool(promote.get("passed")),
+        "verdict": report["verdict"],
         "champion_after": report.get("champion"),
     }
 
 
+def released_rows(ws: Workspace) -> dict[str, int]:
+    """run_id -> rows released from its quarantine (releases/*.json)."""
+    out: dict[str, int] = {}
+    for f in sorted(ws.path("releases").glob("*.json")):
+        entry = json.loads(f.read_text())
+        out[entry["run_id"]] = out.get(entry["run_id"], 0) + len(entry["ids"])
+    return out
+
+
 def history(ws: Workspace) -> list[dict[str, Any]]:
     """Every recorded run, oldest first, with its commit and whether a rollback revoked it."""
-    commits, revoked = run_commits(ws), revoked_runs(ws)
+    commits, revoked, released = run_commits(ws), revoked_runs(ws), released_rows(ws)
     rows = []
     for path in sorted(ws.runs.glob("*.json")):
-        row = summarize(json.loads(path.read_text()))
-        rows.append({**row, "commit": commits.get(row["run_id"]), "revoked": row["run_id"] in revoked})
+        report = json.loads(path.read_text())
+        run_id = report["run_id"]
+        row = summarize(report, run_id in revoked, released.get(run_id, 0))
+        rows.append({**row, "commit": commits.get(run_id), "revoked": run_id in revoked})
     return rows
 
 
@@ -75,16 +108,16 @@ def find(rows: list[dict[str, Any]], version: str) -> dict[str, Any]:
     return hits[0]
 
 
-COLUMNS = ("run_id", "date", "commit", "dataset_md5", "source", "accepted", "quarantined", "holdout_accuracy",
-           "cv_mean_accuracy", "decision")
+COLUMNS = ("run_id", "date", "decision", "commit", "dataset_md5", "source", "batch_rows", "accepted", "quarantined",
+           "released", "train_rows", "holdout_accuracy", "verdict")
 
 
 def table(rows: list[dict[str, Any]], champion: str | None) -> str:
-    """A plain-text table for the terminal; the champion is starred, revoked runs are marked."""
+    """A plain-text table for the terminal, one night per line; the champion is starred."""
     cells = [list(COLUMNS)] + [
-        [("*" if r["run_id"] == champion else "") + r["run_id"] + (" (revoked)" if r["revoked"] else ""),
-         r["date"], (r["commit"] or "-")[:10], (r["dataset_md5"] or "-")[:12], str(r["source"]).split("/")[-1],
-         *(cell(r[k], missing="-") for k in COLUMNS[5:])]
+        [("*" if r["run_id"] == champion else "") + r["run_id"], r["date"], r["decision"], (r["commit"] or "-")[:10],
+         (r["dataset_md5"] or "-")[:12], str(r["source"]).split("/")[-1],
+         *(cell(r[k], missing="-") for k in COLUMNS[6:])]
         for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS) - 1)]

@@ -1,14 +1,19 @@
 """The end of every run, refused or not: keep everything it produced and say what happened.
 
 quarantine/<run_id>.parquet    every quarantined row, with its reasons and scores (append-only)
+scores/<run_id>.parquet        every incoming row's scores and flags (append-only)
 registry/<run_id>/             the candidate and its decision (store/registry.py)
+data/training.parquet          the training set: a promoted run's accepted rows are appended (training_set.py)
 runs/<run_id>.json|.md         the run report
 Then the run's outputs are committed to dvc.lock, git, and the DVC remote."""
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
-from poisongate import data_gate
+import pandas as pd
+
+from poisongate import data_gate, training_set
 from poisongate.config import Config
 from poisongate.reports import plots, run_report
 from poisongate.store import registry, versioning
@@ -22,6 +27,10 @@ def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) ->
     """Keep this run's quarantined rows; a batch refused by the data gate is kept whole."""
     if "filter" in summaries:
         frame = read_table(ws.quarantine)
+        if summaries.get("campaign", {}).get("passed") is False:  # the night is refused: keep all of it
+            rest = read_table(ws.incoming).loc[~read_table(ws.scores)["quarantined"].to_numpy()]
+            rest["quarantine_reason"] = "batch refused: " + summaries["campaign"]["reason"]
+            frame = pd.concat([frame, rest], ignore_index=True)
     elif summaries.get("ingest", {}).get("passed") is False:
         frame = read_table(ws.incoming)
         frame["quarantine_reason"] = INGEST_REFUSAL + summaries["ingest"]["reason"]
@@ -43,6 +52,9 @@ def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
                        "fix the batch at its source (it is kept whole in quarantine/)")
     if f and not f["passed"]:
         return False, f"batch refused by the poisoning gate: {f['reason']}"
+    c = summaries.get("campaign")
+    if c and not c["passed"]:
+        return False, f"batch refused: {c['reason']}"
     if p:
         return p["passed"], "candidate promoted to champion" if p["passed"] else p["reason"]
     return False, "run stopped before the promotion gate"
@@ -54,11 +66,17 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     settings over params.yaml (`--simulate`, `--batch`): recorded in the report, never written to params.yaml."""
     git_parent = versioning.run(ws, "git", "rev-parse", "HEAD").strip()
     archive_quarantine(ws, run_id, summaries)
+    if "filter" in summaries:
+        shutil.copyfile(ws.scores, ws.scores_store / f"{run_id}.parquet")
     if "promote" in summaries:
         registry.register_candidate(ws, run_id, summaries["promote"])
     passed, text = verdict(summaries)
     pictures = plots.write(ws, summaries, config)
+    # dvc.lock records what the stages read: the training set before tonight's rows are appended
     versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False])
+    if passed and "promote" in summaries:
+        write_table(training_set.stamp(read_table(ws.clean), run_id), ws.training)
+    versioning.track_training_set(ws)
     full = run_report.build(run_id, summaries, text, versioning.hashes(ws), git_parent)
     full["run_options"] = options
     full["champion"] = registry.champion_id(ws)  # the champion after this run: what a rollback to it restores

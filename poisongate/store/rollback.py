@@ -15,7 +15,7 @@ from poisongate.errors import PoisongateError
 from poisongate.store import history, registry, versioning
 from poisongate.workspace import Workspace, atomic_write_text, new_run_id
 
-RESTORED_FROM_GIT = ("dvc.lock", "params.yaml", "expectations", "reports")
+RESTORED_FROM_GIT = ("dvc.lock", "params.yaml", "expectations", "reports", f"{versioning.TRAINING_SET}.dvc")
 
 
 def progress(message: str) -> None:
@@ -76,8 +76,8 @@ def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
     atomic_write_text(ws.path("rollbacks", f"{new_run_id(now)}.json"), json.dumps(entry, indent=1) + "\n")
     progress("committing the rollback and pushing to the DVC remote")
     versioning.record(ws, [])
-    entry["message"] = (f"poisongate rollback to run {target['run_id']}: dataset {restored.get('data/clean.parquet')}, "
-                        f"champion {champion}")
+    entry["message"] = (f"poisongate rollback to run {target['run_id']}: training set "
+                        f"{restored.get(versioning.TRAINING_SET)}, champion {champion}")
     entry["git_commit"] = versioning.commit_and_push(ws, entry["message"])
     return entry
 

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import yaml
 
-from poisongate import data_gate
+from poisongate import data_gate, training_set
 from poisongate.errors import PoisongateError
 from poisongate.integrity import file_md5
 from poisongate.store import registry
 from poisongate.workspace import Workspace, atomic_write_text
 
-STORES = ("quarantine", "registry")  # append-only, tracked with `dvc add`
-TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", ".gitignore",
-           ".dvcignore", "data/.gitignore", "models/.gitignore", *(f"{s}.dvc" for s in STORES))
+STORES = ("quarantine", "scores", "registry")  # append-only, tracked with `dvc add`
+TRAINING_SET = "data/training.parquet"  # versioned with `dvc add` too, but restored by a rollback
+TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", "trusted.json",
+           "releases", ".gitignore", ".dvcignore", "data/.gitignore", "models/.gitignore", f"{TRAINING_SET}.dvc",
+           *(f"{s}.dvc" for s in STORES))
 
 
 def _executable(name: str) -> str:
@@ -62,8 +64,12 @@ def init(ws: Workspace, remote: str | None = None) -> None:
     registry.ensure_pointer(ws)  # stage deps that must exist from the first run on
     if not ws.user_expectations.exists():
         atomic_write_text(ws.user_expectations, json.dumps(data_gate.EMPTY_USER_SUITE, indent=1) + "\n")
-    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock")  # dvc_plots/: `dvc plots show` output
-    initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "expectations/user.json")
+    if not ws.path(training_set.TRUSTED_FILE).exists():
+        atomic_write_text(ws.path(training_set.TRUSTED_FILE), json.dumps(training_set.EMPTY_TRUST) + "\n")
+    # dvc_plots/: `dvc plots show` output; models/baseline*: the promotion gate's cache, rebuilt from the reference
+    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock", "/models/baseline*")
+    initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "expectations/user.json",
+               training_set.TRUSTED_FILE)
     run(ws, "git", "add", *[p for p in initial if (ws.root / p).exists()])
     # only what was just added: a killed run may leave other changes
     if run(ws, "git", "diff", "--cached", "--name-only").strip():
@@ -83,6 +89,10 @@ def record(ws: Workspace, stages: list[str]) -> None:
     run(ws, "dvc", "add", "-q", *STORES)
 
 
+def track_training_set(ws: Workspace) -> None:
+    run(ws, "dvc", "add", "-q", TRAINING_SET)
+
+
 def commit_and_push(ws: Workspace, message: str) -> str:
     run(ws, "git", "add", *[p for p in TRACKED if (ws.root / p).exists()])
     run(ws, "git", "commit", "-q", "--allow-empty", "-m", message)
@@ -98,11 +108,11 @@ def hashes(ws: Workspace) -> dict[str, str]:
         for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
             for o in stage.get("outs", []):
                 out[o["path"]] = o["md5"]
-    for store in STORES:
+    for store in (*STORES, TRAINING_SET):
         dvc_file = ws.root / f"{store}.dvc"
-        if dvc_file.exists():
+        if dvc_file.exists():  # its outs' paths are relative to the .dvc file's folder
             for o in yaml.safe_load(dvc_file.read_text())["outs"]:
-                out[o["path"]] = o["md5"]
+                out[(Path(store).parent / o["path"]).as_posix()] = o["md5"]
     return out
 
 

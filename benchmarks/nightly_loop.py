@@ -1,0 +1,105 @@
+"""The nightly loop on the default data through the real CLI: `poisongate run` night after night on a fresh
+workspace (each night takes the next of the six batches), --repeats times. Per night: train_rows, holdout
+accuracy, decision, wall seconds; what accumulation costs: the slope of seconds per night vs training rows, and
+each night's seconds as a ratio to night 1 of the same round (the baseline, measured in the same run). Medians
+over the rounds.
+
+    uv run python benchmarks/nightly_loop.py --nights 6 --repeats 3 --out benchmarks/results/nightly_loop.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def one_round(nights: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+               "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        ws = tmp / "ws"
+        ws.mkdir()
+        shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
+        dvc_yaml = (ROOT / "dvc.yaml").read_text()
+        (ws / "dvc.yaml").write_text(dvc_yaml.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
+        subprocess.run([BIN / "poisongate", "--workspace", ws, "init", "--remote", tmp / "remote"], check=True,
+                       env=env)
+        rows = []
+        for night in range(nights):
+            start = time.perf_counter()
+            proc = subprocess.run([BIN / "poisongate", "--workspace", ws, "run"], env=env, capture_output=True,
+                                  text=True)
+            seconds = time.perf_counter() - start
+            history = subprocess.run([BIN / "poisongate", "--workspace", ws, "history", "--json"], env=env,
+                                     capture_output=True, text=True, check=True).stdout.strip().splitlines()
+            row = json.loads(history[-1])
+            rows.append({"night": night + 1, "exit_status": proc.returncode, "seconds": seconds,
+                         **{k: row[k] for k in ("decision", "source", "batch_rows", "accepted", "quarantined",
+                                                "train_rows", "holdout_accuracy", "dataset_md5")}})
+            print(f"  night {night + 1}: {row['decision']:<13} train_rows {row['train_rows']}  holdout "
+                  f"{row['holdout_accuracy']}  {seconds:.1f} s", flush=True)
+        return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nights", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rounds = []
+    for r in range(args.repeats):
+        print(f"round {r + 1} of {args.repeats}", flush=True)
+        rounds.append(one_round(args.nights))
+    per_night = []
+    for i in range(args.nights):
+        nights = [rnd[i] for rnd in rounds]
+        per_night.append({
+            "night": i + 1,
+            "train_rows": statistics.median(n["train_rows"] or 0 for n in nights),
+            "holdout_accuracy": statistics.median(n["holdout_accuracy"] or 0.0 for n in nights),
+            "decisions": [n["decision"] for n in nights],
+            "seconds_median": statistics.median(n["seconds"] for n in nights),
+            "seconds_ratio_to_night_1": statistics.median(n["seconds"] / rnd[0]["seconds"]
+                                                          for n, rnd in zip(nights, rounds)),
+        })
+    x = np.array([n["train_rows"] for n in per_night], float)
+    y = np.array([n["seconds_median"] for n in per_night], float)
+    slope = float(np.polyfit(x, y, 1)[0]) if len(set(x)) > 1 else 0.0
+    result = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}",
+        "command": " ".join(["python", *sys.argv]),
+        "baseline": "night 1 of the same round (seconds ratio)",
+        "per_night": per_night,
+        "seconds_per_1000_training_rows": slope * 1000,
+        "rounds": rounds,
+    }
+    print(f"{'night':>5} {'train_rows':>10} {'holdout':>8} {'seconds':>8} {'vs night 1':>10}  decisions")
+    for n in per_night:
+        print(f"{n['night']:>5} {n['train_rows']:>10.0f} {n['holdout_accuracy']:>8.4f} {n['seconds_median']:>8.1f} "
+              f"{n['seconds_ratio_to_night_1']:>10.2f}  {', '.join(n['decisions'])}")
+    print(f"accumulation cost: {slope * 1000:.2f} s per 1,000 more training rows (median seconds vs train_rows)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

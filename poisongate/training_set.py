@@ -1,0 +1,77 @@
+"""The versioned training set, data/training.parquet (`dvc add`ed; rollback restores it): the trusted reference,
+then every accepted row of every promoted run, in order. Each row carries its provenance: the run that accepted
+it, its source file and that file's SHA-256, how it was admitted; its id is the id it had in that source.
+
+The gates never learn from it by themselves: the trusted part (the reference, and runs a person trusted with
+`poisongate trust`) is their reference; the rest is what the cross-night campaign checks judge."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from poisongate.schema import Schema
+from poisongate.tables import read_table
+from poisongate.workspace import Workspace
+
+RUN, SOURCE, SHA256, ADMITTED = "poisongate_run", "poisongate_source", "poisongate_sha256", "poisongate_admitted"
+PROVENANCE = (RUN, SOURCE, SHA256, ADMITTED)
+REFERENCE = "reference"  # the run id of the trusted reference's rows
+TONIGHT = ""  # rows the current run accepted: the record step writes its run id over this
+TRUSTED_FILE = "trusted.json"  # the runs a person trusted, who, when and why (git)
+EMPTY_TRUST = {"trusted": []}
+
+
+def with_provenance(rows: pd.DataFrame, schema: Schema, *, run: str, source: str, sha256: str,
+                    admitted: str) -> pd.DataFrame:
+    """`rows`' schema columns, then the provenance columns."""
+    out = rows.loc[:, schema.columns].reset_index(drop=True)
+    for column, value in zip(PROVENANCE, (run, source, sha256, admitted)):
+        out[column] = pd.Series([value] * len(out), dtype="string")
+    return out
+
+
+def start(reference: pd.DataFrame, schema: Schema, source: str, sha256: str) -> pd.DataFrame:
+    """The training set before any night: the trusted reference."""
+    return with_provenance(reference, schema, run=REFERENCE, source=source, sha256=sha256, admitted="trusted")
+
+
+def load(ws: Workspace, reference: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The workspace's training set; the reference alone where none was started yet (a stage run by hand)."""
+    if ws.training.exists():
+        return read_table(ws.training)
+    return start(reference, schema, "reference", "")
+
+
+def stamp(training: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """Tonight's rows get the run's id."""
+    out = training.copy()
+    out[RUN] = out[RUN].mask(out[RUN] == TONIGHT, run_id)
+    return out
+
+
+def first_runs(training: pd.DataFrame, ids: np.ndarray, schema: Schema) -> np.ndarray:
+    """Per id, the run whose row already has it in the training set (None where the id is new)."""
+    if not schema.id or not len(training):
+        return np.full(len(ids), None, dtype=object)
+    owner = training.drop_duplicates(schema.id).set_index(schema.id)[RUN]
+    found = pd.Series(ids).map(owner)
+    return found.astype(object).where(found.notna(), None).to_numpy()
+
+
+def trusted_runs(ws: Workspace) -> set[str]:
+    """The reference and every run a person trusted (trusted.json, written by `poisongate trust`)."""
+    path = ws.path(TRUSTED_FILE)
+    entries = json.loads(path.read_text())["trusted"] if path.exists() else []
+    return {REFERENCE} | {e["run_id"] for e in entries}
+
+
+def untrusted(training: pd.DataFrame, trusted: set[str]) -> np.ndarray:
+    """Rows accepted by the gates (or released from quarantine) but never trusted: the campaign checks' subject."""
+    return ~training[RUN].isin(sorted(trusted)).to_numpy()
+
+
+def nights(training: pd.DataFrame, mask: np.ndarray) -> list[str]:
+    """The runs of the masked rows, in the order they were accepted."""
+    return list(dict.fromkeys(training.loc[mask, RUN].tolist()))
