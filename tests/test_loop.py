@@ -138,8 +138,11 @@ def test_a_ten_night_campaign_under_the_per_batch_gates_is_caught_early(make_wor
             break
     assert caught is not None, "the campaign was never caught"
     k, reason = caught
-    assert k >= 1 and "campaign across nights" in reason and "roll back with `poisongate rollback --to" in reason
-    assert f"({k + 1} nights)" in reason or "nights" in reason
+    assert k >= 1 and "campaign across nights" in reason
+    # the nights named run from the campaign's first night to tonight, with what to do about them
+    named = int(reason.split(" nights); ")[0].rsplit("(", 1)[1])
+    assert 2 <= named <= k + 1
+    assert "poisongate rollback --to" in reason or "no accepted night before it to roll back to" in reason
     training = read_table(ws.training)
     untrusted = training[training[training_set.RUN] != training_set.REFERENCE]
     poisoned = set()

@@ -43,8 +43,8 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws.root, capture_output=True, text=True).stdout.strip()
     assert row["run_id"] == report["run_id"] and row["commit"] == head
     assert (row["accepted"], row["quarantined"]) == (filt["rows"] - filt["quarantined"], filt["quarantined"])
-    assert row["dataset_md5"] == report["dvc_hashes"]["data/clean.parquet"] and row["attack"] == "label_flip"
-    assert row["promoted"] == state.is_completed() and row["decision"] == report["verdict"]
+    assert row["dataset_md5"] == report["dvc_hashes"]["data/training.parquet"] and row["attack"] == "label_flip"
+    assert row["promoted"] == state.is_completed() and row["verdict"] == report["verdict"]
     table_text = subprocess.run(["poisongate", "--workspace", str(ws.root), "history"], capture_output=True, text=True,
                                 check=True).stdout
     assert report["run_id"] in table_text and report["verdict"] in table_text
