@@ -47,6 +47,11 @@ class Trusted:
     exceeding: dict[str, tuple[int, int]]  # detector -> (trusted rows it flags out of sample, trusted rows)
 
 
+def row_level(detectors: dict[str, Any]) -> list[str]:
+    """The configured detectors that judge rows one by one (a batch-level one flags a whole batch or none)."""
+    return [name for name in detectors if not DETECTORS[name].batch_level]
+
+
 Check = Callable[[Trusted, Nights, np.ndarray, FilterConfig], list[tuple[str, float, float, str]]]
 
 

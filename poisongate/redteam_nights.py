@@ -12,7 +12,6 @@ import pandas as pd
 
 from poisongate import attacks, campaign, promotion
 from poisongate.config import Config
-from poisongate.detectors.registry import DETECTORS
 from poisongate.learning import crossval
 from poisongate.redteam import MatrixData, fit_model, gates, train_config
 from poisongate.schema import to_arrays
@@ -29,7 +28,7 @@ def run_campaign(data: MatrixData, config: Config, attack: str, rate: float, nig
     cfg, schema = train_config(config, seed), data.schema
     X_ref, y_ref = to_arrays(data.reference, schema)
     X_hold, y_hold = to_arrays(data.holdout, schema)
-    detectors = [n for n in config.filter.detectors if not DETECTORS[n].batch_level]
+    detectors = campaign.row_level(config.filter.detectors)
     baseline = fit_model(X_ref, y_ref, schema.classes, cfg).predict(X_hold)
     champion, accepted, runs, flagged, screened = baseline, [], [], {n: [] for n in detectors}, []
     night_rows: list[dict[str, Any]] = []

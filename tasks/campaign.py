@@ -11,7 +11,6 @@ import numpy as np
 
 from poisongate import campaign, training_set
 from poisongate.config import Config
-from poisongate.detectors.registry import DETECTORS
 from poisongate.schema import to_arrays
 from poisongate.sources import gate_reference
 from poisongate.tables import read_table
@@ -50,7 +49,7 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     runs = training_set.nights(clean, mask)
     X, y = to_arrays(clean.loc[mask], schema)
     night = clean.loc[mask, training_set.RUN].map({r: i for i, r in enumerate(runs)}).to_numpy(np.int64)
-    detectors = [n for n in config.filter.detectors if n in DETECTORS and not DETECTORS[n].batch_level]
+    detectors = campaign.row_level(config.filter.detectors)
     flagged, screened = night_flags(ws, runs, detectors)
     exceeding = json.loads(ws.report("filter").read_text()).get("trusted_exceeding", {})
     trusted = campaign.Trusted(*to_arrays(reference, schema), len(schema.classes),

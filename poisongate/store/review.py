@@ -19,7 +19,7 @@ from poisongate.detectors.registry import DETECTORS
 from poisongate.errors import PoisongateError
 from poisongate.schema import batch_problem, row_ids
 from poisongate.sources import workspace_reference
-from poisongate.store import versioning
+from poisongate.store import history, versioning
 from poisongate.tables import read_table, write_table
 from poisongate.workspace import Workspace, atomic_write_text, new_run_id
 
@@ -61,10 +61,7 @@ def reason_kinds(reasons: pd.Series) -> dict[str, int]:
 
 
 def quarantine_list(ws: Workspace) -> list[dict[str, Any]]:
-    released = {}
-    for f in sorted(ws.path("releases").glob("*.json")):
-        entry = json.loads(f.read_text())
-        released[entry["run_id"]] = released.get(entry["run_id"], 0) + len(entry["ids"])
+    released = history.released_rows(ws)
     out = []
     for path in sorted(ws.quarantine_store.glob("*.parquet")):
         frame = read_table(path)
