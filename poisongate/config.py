@@ -121,6 +121,7 @@ class ValidateConfig(Section):
 class FilterConfig(Section):
     seed: int
     false_positive_rate: Rate
+    fdr: Rate
     calibration_folds: Annotated[int, Field(ge=2)]
     max_quarantine_share: Annotated[float, Field(gt=0, le=1)]
     chunk_rows: Count

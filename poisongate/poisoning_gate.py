@@ -1,7 +1,9 @@
-"""The poisoning gate: detectors are fit on the trusted reference, their thresholds calibrated to a
-false-positive rate on trusted rows they did not see, and applied to the incoming batch (with no trusted rows:
-a robust fit and threshold from the batch itself). A row past any threshold is quarantined, with the reason of
-every detector that flagged it."""
+"""The poisoning gate: detectors are fit on the trusted reference and score the incoming batch. Each row-level
+score becomes a conformal p-value against the scores of trusted rows the detector did not see; a row's p-values
+are combined into one (valid whatever their dependence), and Benjamini-Hochberg selects the rows to quarantine
+at filter.fdr, with the reason of every detector that put it there. A batch-level detector's p-value is a test
+of the whole batch at its false_positive_rate. With no trusted rows, p-values come from a robust fit to the
+batch itself."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,34 +25,58 @@ ChunkScorer = Callable[[dict[str, Detector], Chunks], list[dict[str, np.ndarray]
 
 @dataclass
 class Screening:
+    """What the detectors said of a batch. Row-level detectors: a score and a conformal p-value per row, one
+    combined p-value per row, and the rows Benjamini-Hochberg selects at filter.fdr (quarantined). Batch-level
+    detectors: one statistic and p-value for the batch (batch_tests). `flags` mark the scores past each detector's
+    own false-positive-rate threshold: the fixed level the cross-night checks count."""
+
     scores: dict[str, np.ndarray]
     thresholds: dict[str, float]
+    p_values: dict[str, np.ndarray] = field(default_factory=dict)  # row-level detectors, per row
+    combined: np.ndarray | None = None  # per row; None: no row-level detector
+    quarantined: np.ndarray | None = None  # None: every row past some threshold (a screening built by hand)
+    batch_tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> statistic, p_value, alpha
     trusted_exceeding: dict[str, tuple[int, int]] = field(default_factory=dict)  # (flagged, rows) out of sample
+    fdr: float | None = None
     flags: dict[str, np.ndarray] = field(init=False)
-    quarantined: np.ndarray = field(init=False)
+    selected_by: dict[str, np.ndarray] = field(init=False)  # per row-level detector: its p-value put the row in
 
     def __post_init__(self) -> None:
         self.flags = {name: s > self.thresholds[name] for name, s in self.scores.items()}
         n = len(next(iter(self.scores.values()))) if self.scores else 0
-        self.quarantined = np.any(np.stack([np.zeros(n, bool), *self.flags.values()]), axis=0)
+        if self.quarantined is None:
+            self.quarantined = np.any(np.stack([np.zeros(n, bool), *self.flags.values()]), axis=0)
+            self.selected_by = dict(self.flags)
+        else:  # a row is selected because its smallest p-value is at most the largest selected one
+            picked = self.quarantined
+            smallest = np.min(np.stack(list(self.p_values.values())), axis=0)[picked] if self.p_values else []
+            cut = float(np.max(smallest)) if len(smallest) else -1.0
+            self.selected_by = {name: picked & (p <= cut) for name, p in self.p_values.items()}
 
     @property
     def share(self) -> float:
         return float(self.quarantined.mean()) if len(self.quarantined) else 0.0
 
+    def firing(self) -> dict[str, dict[str, Any]]:
+        return {name: t for name, t in self.batch_tests.items() if not t["passed"]}
+
     def reasons(self, prefix: str = "") -> np.ndarray:
-        """Per row (an object array of str): `prefix`, then every flagging detector's score, threshold and reason
-        ("" for an accepted row without a prefix). No loop over rows: each row gets one integer key for the
-        combination of texts it shows (each detector's distinct rounded scores numbered), and only the distinct
-        combinations are formatted."""
+        """Per row (an object array of str): `prefix`, then every detector that selected it, with its score, the
+        smallest score it selected in this batch and its reason ("" for an accepted row without a prefix). No loop
+        over rows: each row gets one integer key for the combination of texts it shows (each detector's distinct
+        rounded scores numbered), and only the distinct combinations are formatted."""
         n = len(self.quarantined)
         key, radix, texts, codes = np.zeros(n, np.int64), 1, [], []
-        for name, flag in self.flags.items():
+        for name, flag in self.selected_by.items():
             rows = np.flatnonzero(flag)
             flagged = self.scores[name][rows]
             _, first, inverse = np.unique(significant(flagged), return_index=True, return_inverse=True)
             why = DETECTORS[name].reason if name in DETECTORS else name
-            texts.append([""] + [f"{name} {v:.3g} > {self.thresholds[name]:.3g} ({why})" for v in flagged[first]])
+            bound = float(np.min(flagged)) if len(flagged) else np.inf
+            if self.p_values:
+                texts.append([""] + [f"{name} {v:.3g} >= {bound:.3g} ({why})" for v in flagged[first]])
+            else:
+                texts.append([""] + [f"{name} {v:.3g} > {self.thresholds[name]:.3g} ({why})" for v in flagged[first]])
             code = np.zeros(n, np.int64)
             code[rows] = inverse.ravel() + 1  # 0: this detector did not flag the row
             codes.append(code)
@@ -89,20 +115,100 @@ def tail_quantile(scores: np.ndarray, q: float, tail: float = 0.1, min_beyond: i
     return start + float(excess.mean()) * float(np.log(tail / (1.0 - q)))
 
 
+def conformal_p(calibration: np.ndarray, scores: np.ndarray, floor: float = -np.inf, tail: float = 0.1,
+                min_beyond: int = 5) -> np.ndarray:
+    """Split-conformal p-values (Bates et al. 2023): (1 + #{calibration >= s}) / (n + 1), with `calibration` the
+    out-of-sample scores of trusted rows. Past the calibration's top `min_beyond` scores, where a rank says only
+    "about 1/n", the p-value of an exponential fit to the top `tail` share (peaks over a threshold, as
+    tail_quantile) is used when smaller, so an extreme row is told from a merely rare one. A score at or below
+    `floor` (what a detector never flags) gets 1; a NaN score, 0."""
+    cal = np.sort(np.asarray(calibration, np.float64))
+    s = np.asarray(scores, np.float64)
+    n = len(cal)
+    if not n:
+        return np.ones(len(s))
+    beyond = n - np.searchsorted(cal, s, side="left")
+    p = (1.0 + beyond) / (n + 1.0)
+    start = float(np.quantile(cal, 1.0 - tail))
+    excess = cal[cal > start] - start
+    if len(excess) >= min_beyond and excess.mean() > 0:
+        fitted = (len(excess) + 1.0) / (n + 1.0) * pareto_tail(excess, np.maximum(s - start, 0.0))
+        p = np.where(beyond < min_beyond, np.minimum(p, fitted), p)
+    p = np.where(s <= floor, 1.0, p)
+    return np.where(np.isnan(s), 0.0, p)
+
+
+def pareto_tail(excess: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """P(excess > x) under a generalised Pareto fit to the excesses (peaks over a threshold; scipy), its shape
+    kept >= 0: a heavy tail (a Mahalanobis distance, a squared projection) is never modelled lighter than an
+    exponential one, which would call rare trusted-like rows impossible."""
+    from scipy.stats import genpareto
+
+    shape, _, scale = genpareto.fit(excess, floc=0.0)
+    if shape < 0:
+        shape, scale = 0.0, float(np.mean(excess))
+    return genpareto.sf(x, shape, loc=0.0, scale=scale)
+
+
 def calibrate(detector: Detector, X: np.ndarray, y: np.ndarray, fpr: float, folds: int, seed: int) -> float:
-    """Fit on all trusted rows; threshold = the (1 - fpr) quantile of out-of-sample trusted scores (k-fold,
-    or the detector's own scheme), never below the detector's floor."""
+    """Fit on all trusted rows and keep their out-of-sample scores (k-fold, or the detector's own scheme) for its
+    p-values; returns its threshold at `fpr`: the (1 - fpr) quantile of those scores, never below its floor."""
     held_out = detector.held_out_scores(X, y, folds, seed)
     detector.fit(X, y)
+    detector.calibration = held_out
     threshold = max(tail_quantile(held_out, 1.0 - fpr), detector.min_threshold)
     # How many trusted rows it flags out of sample: what a batch's flagged share is compared with across nights.
     detector.trusted_exceeding = (int(np.sum(held_out > threshold)), len(held_out))
     return threshold
 
 
+def family_statistic(P: np.ndarray, accumulate: bool) -> np.ndarray:
+    """Per row, higher is more suspicious: Fisher's sum of -log p where a family's detectors ask one question two
+    ways (evidence adds up), else Tippett's largest -log p (they look for different things)."""
+    L = -np.log(np.maximum(P, 1e-300))
+    return L.sum(axis=0) if accumulate else L.max(axis=0)
+
+
+def combine(trusted: dict[str, np.ndarray], batch: dict[str, np.ndarray], families: dict[str, str]) -> np.ndarray:
+    """One p-value per row, valid however the detectors depend on each other. Per family of detectors (labels,
+    features), each trusted row's family statistic of its own p-values is the calibration set of a conformal
+    p-value for the batch rows' statistic, so nothing is assumed about the detectors' joint law; the families'
+    p-values are then combined by Bonferroni (valid under any dependence)."""
+    groups: dict[str, list[str]] = {}
+    for name in batch:
+        groups.setdefault(families[name], []).append(name)
+    if not groups:
+        return np.ones(0)
+    family_p = []
+    for family, names in groups.items():
+        accumulate = family == "labels"
+        cal = family_statistic(np.stack([trusted[k] for k in names]), accumulate)
+        family_p.append(conformal_p(cal, family_statistic(np.stack([batch[k] for k in names]), accumulate)))
+    return np.minimum(len(family_p) * np.min(np.stack(family_p), axis=0), 1.0)
+
+
+def benjamini_hochberg(p: np.ndarray, fdr: float) -> np.ndarray:
+    """The rows Benjamini-Hochberg selects at false discovery rate `fdr` (scipy)."""
+    from scipy.stats import false_discovery_control
+
+    if not len(p):
+        return np.zeros(0, bool)
+    return false_discovery_control(np.clip(p, 0.0, 1.0), method="bh") <= fdr
+
+
+def batch_p(scores: np.ndarray, fpr: float, floor: float) -> np.ndarray:
+    """No trusted rows: p-values from a normal tail around the batch's own median and MAD scale (they hold while
+    less than half the batch is poisoned)."""
+    from scipy.stats import norm
+
+    s = np.asarray(scores, np.float64)
+    median, spread = median_and_scale(s)
+    p = norm.sf((s - float(median)) / max(float(spread), 1e-12))
+    return np.where(s <= floor, 1.0, np.where(np.isnan(s), 0.0, p))
+
+
 def batch_threshold(scores: np.ndarray, fpr: float, floor: float) -> float:
-    """No trusted rows: median + z(1 - fpr) x the MAD scale of the batch's own scores (a normal tail; the median
-    and MAD hold while less than half the batch is poisoned)."""
+    """No trusted rows: median + z(1 - fpr) x the MAD scale of the batch's own scores."""
     from scipy.stats import norm
 
     median, spread = median_and_scale(np.asarray(scores, np.float64))
@@ -130,7 +236,8 @@ def score_rows(fitted: dict[str, Detector], X, y, chunk_rows: int, scorer: Chunk
 
 
 def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in_process) -> Screening:
-    """Every detector of filter.detectors on the batch: its scores and calibrated thresholds."""
+    """Every detector of filter.detectors on the batch: scores, p-values, the rows selected at filter.fdr, and
+    each batch-level detector's test."""
     fitted, fprs, thresholds = {}, {}, {}
     for name, options in cfg.detectors.items():
         own = options.false_positive_rate  # a detector may be stricter
@@ -138,7 +245,7 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
         detector = make(name, options)
         if len(X_ref):  # calibrated on trusted rows in this process, whichever way the batch is scored
             thresholds[name] = calibrate(detector, X_ref, y_ref, fprs[name], cfg.calibration_folds, cfg.seed)
-        else:  # no trusted rows yet: a robust fit on the batch itself, thresholds from its own scores below
+        else:  # no trusted rows yet: a robust fit on the batch itself, p-values from its own scores below
             detector.fit_untrusted(X, y)
         fitted[name] = detector
     row_scores = score_rows({name: d for name, d in fitted.items() if d.row_wise}, X, y, cfg.chunk_rows, scorer)
@@ -146,26 +253,46 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
     # they score it in this process, never in chunks.
     scores = {name: row_scores[name] if name in row_scores else np.asarray(d.score(X, y), np.float64)
               for name, d in fitted.items()}
-    if not len(X_ref):
+    rows = [name for name, d in fitted.items() if not d.batch_level]
+    if len(X_ref):
+        p = {name: fitted[name].p_values(fitted[name].calibration, scores[name]) for name in fitted}
+        own = {name: fitted[name].p_values(fitted[name].calibration, fitted[name].calibration) for name in rows}
+        combined = combine(own, {name: p[name] for name in rows}, {name: fitted[name].family for name in rows})
+    else:
         thresholds = {name: batch_threshold(scores[name], fprs[name], d.min_threshold) for name, d in fitted.items()}
+        p = {name: batch_p(scores[name], fprs[name], d.min_threshold) for name, d in fitted.items()}
+        combined = np.minimum(len(rows) * np.min(np.stack([p[k] for k in rows]), axis=0), 1.0) if rows else None
+    combined = np.ones(len(X)) if combined is None or not len(combined) else combined
+    tests = {name: {"statistic": float(scores[name][0]) if len(X) else 0.0,
+                    "p_value": float(p[name][0]) if len(X) else 1.0, "alpha": fprs[name]}
+             for name, d in fitted.items() if d.batch_level}
+    for t in tests.values():
+        t["passed"] = t["p_value"] > t["alpha"]
     exceeding = {name: d.trusted_exceeding for name, d in fitted.items() if hasattr(d, "trusted_exceeding")}
-    return Screening(scores, thresholds, exceeding)
+    return Screening(scores, thresholds, {k: p[k] for k in rows}, combined, benjamini_hochberg(combined, cfg.fdr),
+                     tests, exceeding, cfg.fdr)
 
 
-def refusal(share: float, cfg: FilterConfig) -> str | None:
-    """Why the whole batch is refused (this share of its rows flagged), or None."""
-    if share <= cfg.max_quarantine_share:
-        return None
-    return f"{share:.0%} of rows flagged > filter.max_quarantine_share {cfg.max_quarantine_share}"
+def refusal(screening: Screening, cfg: FilterConfig, share: float | None = None) -> str | None:
+    """Why the whole batch is refused (a batch-level test fired, or more than filter.max_quarantine_share of its
+    rows are flagged: `share`, or the screening's own), or None."""
+    share = screening.share if share is None else share
+    why = [f"{name} statistic {t['statistic']:.3g}, p {t['p_value']:.2g} <= {t['alpha']:g} "
+           f"({DETECTORS[name].reason})" for name, t in screening.firing().items()]
+    if share > cfg.max_quarantine_share:
+        why.append(f"{share:.0%} of rows flagged > filter.max_quarantine_share {cfg.max_quarantine_share}")
+    return "; ".join(why) or None
 
 
-def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: np.ndarray,
-                     scores: dict[str, np.ndarray]) -> pd.DataFrame:
+def quarantine_frame(batch: pd.DataFrame, mask: np.ndarray, reasons: np.ndarray, screening: Screening
+                     ) -> pd.DataFrame:
     """The quarantined rows as received, plus why: nothing is dropped, everything is explained."""
     out = batch.loc[mask].copy()
     out["quarantine_reason"] = np.asarray(reasons, dtype=object)[mask]
-    for name, s in scores.items():
+    for name, s in screening.scores.items():
         out[f"score_{name}"] = s[mask]
+    if screening.combined is not None:
+        out["p_combined"] = screening.combined[mask]
     return out
 
 
@@ -175,7 +302,12 @@ def scores_frame(ids: np.ndarray, screening: Screening, quarantined: np.ndarray)
     columns: dict[str, Any] = {"id": ids}
     for name, s in screening.scores.items():
         columns[f"score_{name}"] = s
+        if name in screening.p_values:
+            columns[f"p_{name}"] = screening.p_values[name]
         columns[f"flag_{name}"] = screening.flags[name]
+    if screening.combined is not None:
+        columns["p_combined"] = screening.combined
+        columns["selected"] = screening.quarantined  # by Benjamini-Hochberg at filter.fdr
     columns["quarantined"] = quarantined
     return pd.DataFrame(columns)
 
@@ -200,12 +332,18 @@ def summary(screening: Screening, cfg: FilterConfig, ids: np.ndarray, mask: np.n
         "quarantined_share": flagged_share,
         "max_quarantine_share": cfg.max_quarantine_share,
         "thresholds": screening.thresholds,
-        "flagged_by": {name: int(f.sum()) for name, f in screening.flags.items()},
+        "fdr": screening.fdr,
+        "selected": int(screening.quarantined.sum()),  # by Benjamini-Hochberg on the combined p-values
+        "selected_by": {name: int(f.sum()) for name, f in screening.selected_by.items()},
+        "batch_tests": screening.batch_tests,
+        "flagged_by": {name: int(f.sum()) for name, f in screening.flags.items()},  # past each one's own fpr
         "trusted_exceeding": screening.trusted_exceeding,
         "score_histograms": {name: histogram(s, screening.thresholds[name]) for name, s in screening.scores.items()},
         "quarantined_rows": [
             {"id": plain(ids[i]), "reason": str(reasons[i]),
-             "scores": {name: float(s[i]) for name, s in screening.scores.items()}}
+             "scores": {name: float(s[i]) for name, s in screening.scores.items()},
+             "p_values": {name: float(p[i]) for name, p in screening.p_values.items()},
+             **({"p_combined": float(screening.combined[i])} if screening.combined is not None else {})}
             for i in np.flatnonzero(mask)
         ],
     }

@@ -138,7 +138,7 @@ def gates(data: MatrixData, frame: pd.DataFrame, config: Config,
     if data_gate.refusal(checked):  # named by the kinds of expectation that failed, as the matrix groups them
         return (everything, flagged, "data gate: " + ", ".join(sorted({f["expectation"] for f in checked["failed"]})),
                 screening)
-    refused = gate.refusal(screening.share, config.filter)
+    refused = gate.refusal(screening, config.filter)
     if refused:
         return everything, flagged, f"poisoning gate: {refused}", screening
     return flagged, flagged, None, screening

@@ -31,7 +31,7 @@ def filter_batch(reference: pd.DataFrame, batch: pd.DataFrame, schema: Schema, c
     repeated = np.zeros(len(batch), bool) if earlier is None else np.asarray(pd.notna(earlier), bool)
     flagged = screening.quarantined | repeated
     share = float(flagged.mean()) if len(flagged) else 0.0
-    refused = gate.refusal(share, cfg)
+    refused = gate.refusal(screening, cfg, share)
     if refused and repeated.any():
         refused += (f"; {int(repeated.sum())} rows have ids already in the training set "
                     f"(first: run {earlier[repeated][0]})")
@@ -41,7 +41,7 @@ def filter_batch(reference: pd.DataFrame, batch: pd.DataFrame, schema: Schema, c
         reasons[repeated] = [a if not r else f"{r}; {a}" for a, r in zip(again, reasons[repeated])]
     mask = np.ones(len(batch), dtype=bool) if refused else flagged
     ids = row_ids(batch, schema)
-    quarantine = gate.quarantine_frame(batch, mask, reasons, screening.scores)
+    quarantine = gate.quarantine_frame(batch, mask, reasons, screening)
     accepted = None if refused else batch.loc[~mask].reset_index(drop=True)
     summary = gate.summary(screening, cfg, ids, mask, reasons, refused, share)
     summary["repeated_ids"] = int(repeated.sum())

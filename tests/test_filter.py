@@ -1,7 +1,7 @@
 import numpy as np
 
 from poisongate.attacks import simulate
-from poisongate.poisoning_gate import quarantine_frame, screen
+from poisongate.poisoning_gate import Screening, quarantine_frame, screen
 
 
 def test_filter_quarantines_most_flipped_labels_with_reasons(digits, config):
@@ -11,9 +11,10 @@ def test_filter_quarantines_most_flipped_labels_with_reasons(digits, config):
     result = screen(X_ref, y_ref, X, y_bad, config.filter)
     q = result.quarantined
     assert (q & poisoned).sum() / poisoned.sum() >= 0.85
-    assert (q & ~poisoned).sum() / (~poisoned).sum() <= 0.05
+    # the clean share of the selected rows stays near filter.fdr (0.1); the flips blur the label models a little
+    assert (q & ~poisoned).sum() / q.sum() <= 0.15
     reasons = result.reasons()
-    assert all("knn_label" in reasons[i] for i in np.flatnonzero(result.flags["knn_label"]))
+    assert all("knn_label" in reasons[i] for i in np.flatnonzero(result.selected_by["knn_label"]))
     assert all(reasons[i] == "" for i in np.flatnonzero(~q))
 
 
@@ -28,10 +29,14 @@ def test_quarantine_frame_keeps_rows_as_received_plus_reasons_and_scores(digits)
     batch = digits["frames"][2][0]
     mask = np.zeros(len(batch), bool)
     mask[[1, 4]] = True
-    reasons = ["" if not m else "knn_label 1 > 0.9" for m in mask]
-    frame = quarantine_frame(batch, mask, reasons, {"knn_label": np.arange(len(batch), dtype=float)})
+    reasons = ["" if not m else "knn_label 1 >= 0.9" for m in mask]
+    n = len(batch)
+    screening = Screening({"knn_label": np.arange(n, dtype=float)}, {"knn_label": 0.9},
+                          {"knn_label": np.linspace(1, 0, n)}, np.linspace(1, 0, n), mask)
+    frame = quarantine_frame(batch, mask, reasons, screening)
     assert frame["id"].tolist() == batch["id"].iloc[[1, 4]].tolist()
     assert frame["score_knn_label"].tolist() == [1.0, 4.0]
+    assert frame["p_combined"].tolist() == np.linspace(1, 0, n)[[1, 4]].tolist()
     assert frame[batch.columns].equals(batch.iloc[[1, 4]])
 
 
@@ -48,9 +53,12 @@ def test_every_flagging_detector_is_named_in_the_row_reason(digits, config):
     X_ref, y_ref = digits["reference"]
     X, y = digits["batch"]
     X_bad, y_bad = X.copy(), y.copy()
-    X_bad[0, 10] = 1e4  # extreme value
-    y_bad[0] = (y_bad[0] + 1) % 10  # and a flipped label
+    X_bad[:40, 10] = 1e4  # extreme values
+    y_bad[:40] = (y_bad[:40] + 1) % 10  # and flipped labels on the same rows
     cfg = config.replace("filter", detectors={k: config.filter.detectors[k].model_dump()
                                               for k in ("robust_zscore", "knn_label")}).filter
-    reason = screen(X_ref, y_ref, X_bad, y_bad, cfg).reasons()[0]
-    assert "robust_zscore" in reason and "knn_label" in reason
+    result = screen(X_ref, y_ref, X_bad, y_bad, cfg)
+    reasons = result.reasons()
+    assert result.selected_by["knn_label"][:40].sum() >= 10  # many flips: the BH cutoff admits knn's p-values
+    for i in np.flatnonzero(result.selected_by["knn_label"][:40]):
+        assert "robust_zscore" in reasons[i] and "knn_label" in reasons[i]

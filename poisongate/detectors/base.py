@@ -30,7 +30,8 @@ class Detector:
     reason: ClassVar[str]  # what a high score means: written beside the score in the quarantine
     Options: ClassVar[type[DetectorOptions]] = DetectorOptions
     row_wise: ClassVar[bool] = False  # a row's score depends on that row alone: the batch may be scored in chunks
-    batch_level: ClassVar[bool] = False  # one score for the whole batch: it flags every row or none
+    batch_level: ClassVar[bool] = False  # one score for the whole batch: a test of the batch, not of its rows
+    family: ClassVar[str] = "features"  # what it judges, features or labels: p-values combine within a family
     min_threshold: float = -np.inf  # a floor under the calibrated threshold (e.g. a cap on copies)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -52,17 +53,24 @@ class Detector:
     def score(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def p_values(self, calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Each score's p-value against the trusted rows' out-of-sample scores (conformal, poisoning_gate)."""
+        from poisongate.poisoning_gate import conformal_p
+
+        return conformal_p(calibration, scores, floor=self.min_threshold)
+
     def center_scale(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return robust_center_scale(X, self.options.scale_floor)
 
     def held_out_scores(self, X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-        """Scores of trusted rows by detectors fit without them (k-fold): what a clean batch looks like."""
+        """Scores of trusted rows by detectors fit without them (k-fold), in row order: what a clean batch looks
+        like. Row order matters: a trusted row's p-values from every detector are combined."""
         order = np.random.default_rng(seed).permutation(len(X))
-        held_out = []
+        held_out = np.zeros(len(X), np.float64)
         for part in np.array_split(order, folds):
             rest = np.setdiff1d(order, part)
-            held_out.append(type(self)(self.options).fit(X[rest], y[rest]).score(X[part], y[part]))
-        return np.concatenate(held_out)
+            held_out[part] = type(self)(self.options).fit(X[rest], y[rest]).score(X[part], y[part])
+        return held_out
 
 
 def row_chunks(X: np.ndarray, y: np.ndarray, rows: int | None = None):

@@ -38,6 +38,9 @@ class BatchShift(Detector):
         _, floor = self.center_scale(X)
         self.floor = floor.astype(np.float64) ** 2
         self.mean, self.var = X.mean(axis=0), np.maximum(X.var(axis=0), self.floor)
+        # the variance of a log sample variance is (kurtosis - 1) / n: heavy-tailed pixels vary more
+        fourth = ((X - self.mean) ** 4).mean(axis=0) / self.var**2 if len(X) else np.full(X.shape[1], 3.0)
+        self.kurtosis, self.rows = np.maximum(fourth, 1.5), len(X)
         return self
 
     def fit_untrusted(self, X, y):
@@ -45,12 +48,15 @@ class BatchShift(Detector):
         return self
 
     def score(self, X, y):
+        """Two-sample z-statistics: the trusted rows' own sampling error counts too, so a large clean batch from
+        the same distribution as a smaller reference is not "shifted" (1 / n + 1 / n_trusted)."""
         n = len(X)
         if self.mean is None or n < 2:
             return np.zeros(n, np.float32)
         mean, var = column_moments(X)
-        mean_z = (mean - self.mean) / np.sqrt(self.var / n)
-        var_z = np.log(np.maximum(var, self.floor) / self.var) * np.sqrt(n / 2)
+        both = 1.0 / n + 1.0 / max(self.rows, 1)
+        mean_z = (mean - self.mean) / np.sqrt(self.var * both)
+        var_z = np.log(np.maximum(var, self.floor) / self.var) / np.sqrt((self.kurtosis - 1.0) * both)
         return np.full(n, self.statistic(mean_z, var_z), np.float32)
 
     @staticmethod

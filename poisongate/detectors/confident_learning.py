@@ -19,6 +19,7 @@ class ConfidentLearning(Detector):
     name = "confident_learning"
     description = "label flips: an out-of-fold model (folds vmapped) confidently predicts another class"
     reason = "out-of-fold model confidently predicts another label"
+    family = "labels"
     Options = ConfidentLearningOptions
     min_threshold = 0.0  # never flag a row whose given label still beats every other class
 

@@ -37,6 +37,18 @@ class NearDuplicates(Detector):
     def min_threshold(self) -> float:
         return float(self.options.max_copies) - 1.0  # the first max_copies occurrences are kept
 
+    def p_values(self, calibration, scores):
+        """Copies are counts: a Poisson tail at the trusted rows' rate of near copies (one more copy than they
+        showed, so an empty calibration is no certainty), per earlier row compared (the trusted rows, then the
+        batch's rows before it). A rank would floor at 1 / (trusted rows + 1): too coarse for a few copies."""
+        from scipy.stats import poisson
+
+        s = np.asarray(scores, np.float64)
+        trusted = max(len(self.ref), 1)
+        rate = (float(np.sum(calibration)) + 1.0) / max(len(calibration), 1) / trusted
+        p = poisson.sf(s - 1.0, rate * (trusted + np.arange(len(s))))
+        return np.where(s <= self.min_threshold, 1.0, p)
+
     def fit(self, X, y):
         self.center, self.scale = self.center_scale(X)
         self.ref = self._scaled(X)

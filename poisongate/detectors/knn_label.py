@@ -29,6 +29,7 @@ class KNNLabel(Detector):
     description = ("label flips: the share of the k nearest trusted neighbours (standardised features) "
                    "whose label differs")
     reason = "label disagrees with its nearest trusted neighbours"
+    family = "labels"
     Options = KNNOptions
     row_wise = True
 

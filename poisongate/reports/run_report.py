@@ -62,8 +62,18 @@ def markdown(report: dict[str, Any]) -> str:
     if f:
         lines.append(f"{'PASSED' if f['passed'] else 'FAILED'}: {f['quarantined']} of {f['rows']} rows quarantined "
                      f"({f['quarantined_share']:.1%}; bound {f['max_quarantine_share']:.0%}).")
-        lines += ["", "| detector | threshold | rows flagged |", "|---|---|---|"]
-        lines += [f"| {name} | {t:.4g} | {f['flagged_by'][name]} |" for name, t in f["thresholds"].items()]
+        if f.get("fdr") is not None:
+            lines.append(f"Rows selected by Benjamini-Hochberg at filter.fdr {f['fdr']:g} on the combined "
+                         f"p-values: {f['selected']}.")
+        tests = f.get("batch_tests", {})
+        if tests:
+            lines += ["", "| batch-level detector | statistic | p-value | level | result |", "|---|---|---|---|---|"]
+            lines += [f"| {name} | {t['statistic']:.4g} | {t['p_value']:.3g} | {t['alpha']:g} | "
+                      f"{'passed' if t['passed'] else 'REFUSED'} |" for name, t in tests.items()]
+        selected = f.get("selected_by", {})
+        lines += ["", "| detector | threshold at its fpr | rows past it | rows it selected |", "|---|---|---|---|"]
+        lines += [f"| {name} | {t:.4g} | {f['flagged_by'][name]} | {selected.get(name, '-')} |"
+                  for name, t in f["thresholds"].items() if name not in tests]
         if report["detection"]:
             d = report["detection"]
             lines += ["", f"Against the simulated attack's ground truth: precision {d['precision']:.3f}, "

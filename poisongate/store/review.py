@@ -71,12 +71,13 @@ def quarantine_list(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def _unflagged(ws: Workspace, run_id: str, quarantined: pd.DataFrame, id_column: str) -> np.ndarray:
-    """Rows no detector flagged (and whose id is new): quarantined only because their batch was refused whole."""
+    """Rows the poisoning gate did not select (and whose id is new): quarantined only because their batch was
+    refused whole."""
     scores_path = ws.scores_store / f"{run_id}.parquet"
     if not scores_path.exists():  # refused before the poisoning gate: no detector judged any row
         return np.ones(len(quarantined), bool)
     scores = read_table(scores_path)
-    flags = [c for c in scores.columns if c.startswith("flag_")]
+    flags = ["selected"] if "selected" in scores.columns else [c for c in scores.columns if c.startswith("flag_")]
     flagged_ids = scores.loc[scores[flags].any(axis=1), "id"]
     return ~quarantined[id_column].isin(flagged_ids).to_numpy()
 
