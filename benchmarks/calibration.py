@@ -96,7 +96,7 @@ def clean_nights(name: str, X, y, nights: int) -> dict:
             history = subprocess.run([BIN / "poisongate", "--workspace", ws, "history", "--json"], env=env,
                                      capture_output=True, text=True, check=True).stdout.strip().splitlines()
             last = json.loads(history[-1]) if history else {}
-            line = (proc.stdout + proc.stderr).strip().splitlines()
+            line = [x for x in (proc.stdout + proc.stderr).strip().splitlines() if "| INFO" not in x]
             rows.append({"night": night, "batch_rows": len(part), "exit_status": proc.returncode,
                          "seconds": round(seconds, 1), "decision": last.get("decision"),
                          "quarantined": last.get("quarantined"), "train_rows": last.get("train_rows"),
