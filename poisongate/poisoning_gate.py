@@ -196,7 +196,7 @@ def benjamini_hochberg(p: np.ndarray, fdr: float) -> np.ndarray:
     return false_discovery_control(np.clip(p, 0.0, 1.0), method="bh") <= fdr
 
 
-def batch_p(scores: np.ndarray, fpr: float, floor: float) -> np.ndarray:
+def batch_p(scores: np.ndarray, floor: float) -> np.ndarray:
     """No trusted rows: p-values from a normal tail around the batch's own median and MAD scale (they hold while
     less than half the batch is poisoned)."""
     from scipy.stats import norm
@@ -260,7 +260,7 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
         combined = combine(own, {name: p[name] for name in rows}, {name: fitted[name].family for name in rows})
     else:
         thresholds = {name: batch_threshold(scores[name], fprs[name], d.min_threshold) for name, d in fitted.items()}
-        p = {name: batch_p(scores[name], fprs[name], d.min_threshold) for name, d in fitted.items()}
+        p = {name: batch_p(scores[name], d.min_threshold) for name, d in fitted.items()}
         combined = np.minimum(len(rows) * np.min(np.stack([p[k] for k in rows]), axis=0), 1.0) if rows else None
     combined = np.ones(len(X)) if combined is None or not len(combined) else combined
     tests = {name: {"statistic": float(scores[name][0]) if len(X) else 0.0,
