@@ -155,6 +155,10 @@ def calibrate(detector: Detector, X: np.ndarray, y: np.ndarray, fpr: float, fold
     p-values; returns its threshold at `fpr`: the (1 - fpr) quantile of those scores, never below its floor."""
     held_out = detector.held_out_scores(X, y, folds, seed)
     detector.fit(X, y)
+    return calibrate_on(detector, held_out, fpr)
+
+
+def calibrate_on(detector: Detector, held_out: np.ndarray, fpr: float) -> float:
     detector.calibration = held_out
     threshold = max(tail_quantile(held_out, 1.0 - fpr), detector.min_threshold)
     # How many trusted rows it flags out of sample: what a batch's flagged share is compared with across nights.
@@ -243,7 +247,9 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
         own = options.false_positive_rate  # a detector may be stricter
         fprs[name] = cfg.false_positive_rate if own is None else own
         detector = make(name, options)
-        if len(X_ref):  # calibrated on trusted rows in this process, whichever way the batch is scored
+        if len(X_ref) and detector.transductive:  # calibrated on its trusted rows once it has scored the batch
+            detector.fit(X_ref, y_ref)
+        elif len(X_ref):  # calibrated on trusted rows in this process, whichever way the batch is scored
             thresholds[name] = calibrate(detector, X_ref, y_ref, fprs[name], cfg.calibration_folds, cfg.seed)
         else:  # no trusted rows yet: a robust fit on the batch itself, p-values from its own scores below
             detector.fit_untrusted(X, y)
@@ -255,6 +261,9 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
               for name, d in fitted.items()}
     rows = [name for name, d in fitted.items() if not d.batch_level]
     if len(X_ref):
+        for name, d in fitted.items():
+            if d.transductive:
+                thresholds[name] = calibrate_on(d, d.trusted_scores, fprs[name])
         p = {name: fitted[name].p_values(fitted[name].calibration, scores[name]) for name in fitted}
         own = {name: fitted[name].p_values(fitted[name].calibration, fitted[name].calibration) for name in rows}
         combined = combine(own, {name: p[name] for name in rows}, {name: fitted[name].family for name in rows})

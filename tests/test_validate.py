@@ -163,3 +163,21 @@ def test_clean_batches_of_any_size_pass_at_the_false_refusal_rate(digits, config
     rng = np.random.default_rng(rows)
     refused = [validate_frame(pool.iloc[rng.choice(len(pool), rows, replace=False)], suite) for _ in range(12)]
     assert not [r["failed"] for r in refused if not r["passed"]]
+
+
+@pytest.mark.parametrize("n_ref,rows", [(45, 13), (400, 150), (60, 500)])
+def test_quantile_bands_hold_their_false_refusal_rate_for_discrete_data_at_any_size(n_ref, rows):
+    from poisongate.data_gate import QUANTILES, quantile_ranks
+
+    alpha, trials = 0.05, 4000
+    lows, highs = quantile_ranks(n_ref, rows, alpha)
+    rng = np.random.default_rng(0)
+    ref = np.sort(np.round(rng.gamma(2.0, 0.4, size=(trials, n_ref)), 1), axis=1)  # ties, like iris' petal width
+    batch = pd.DataFrame(np.round(rng.gamma(2.0, 0.4, size=(rows, trials)), 1))
+    observed = batch.quantile(QUANTILES, interpolation="lower").to_numpy()  # GX's metric, as the suite sets it
+    for i, (lo, hi) in enumerate(zip(lows, highs)):
+        below = observed[i] < ref[:, lo - 1] if lo >= 1 else np.zeros(trials, bool)
+        above = observed[i] > ref[:, hi - 1] if hi <= n_ref else np.zeros(trials, bool)
+        assert (below | above).mean() <= alpha + 3 * np.sqrt(alpha / trials)
+    # a 13-row batch's maximum beats a 45-row reference's one time in four: that quantile has no upper bound
+    assert quantile_ranks(45, 13, 0.001)[1][-1] == 46

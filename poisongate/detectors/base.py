@@ -32,6 +32,10 @@ class Detector:
     row_wise: ClassVar[bool] = False  # a row's score depends on that row alone: the batch may be scored in chunks
     batch_level: ClassVar[bool] = False  # one score for the whole batch: a test of the batch, not of its rows
     family: ClassVar[str] = "features"  # what it judges, features or labels: p-values combine within a family
+    # Scores trusted and batch rows in one fit (a model trained on both): the trusted rows' scores from that same
+    # fit, set by score() as `trusted_scores`, are its calibration: exchangeable with the batch's under the null,
+    # where scores from a separate fit are not (another network, another spread).
+    transductive: ClassVar[bool] = False
     min_threshold: float = -np.inf  # a floor under the calibrated threshold (e.g. a cap on copies)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

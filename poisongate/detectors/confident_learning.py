@@ -21,6 +21,7 @@ class ConfidentLearning(Detector):
     reason = "out-of-fold model confidently predicts another label"
     family = "labels"
     Options = ConfidentLearningOptions
+    transductive = True
     min_threshold = 0.0  # never flag a row whose given label still beats every other class
 
     def fit(self, X, y):
@@ -41,11 +42,9 @@ class ConfidentLearning(Detector):
     def score(self, X, y):
         X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])
         y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
-        return label_margin(self.out_of_fold(X_all, y_all), y_all)[len(self.X_ref) :]
-
-    def held_out_scores(self, X, y, folds, seed):
-        self.fit(X[:0], y[:0])
-        return self.score(X, y)  # out-of-fold already: one cross-validation over the trusted rows
+        scores = label_margin(self.out_of_fold(X_all, y_all), y_all)
+        self.trusted_scores = scores[: len(self.X_ref)]
+        return scores[len(self.X_ref) :]
 
 
 def label_margin(proba: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ class SpectralSignature(Detector):
     description = "backdoors: per class, the top singular direction of the trained model's `embed` representation"
     reason = "stands out along the top singular direction of its class's learned representation"
     Options = ModelOptions
+    transductive = True
 
     def fit(self, X, y):
         self.X_ref, self.y_ref = np.asarray(X, np.float32), np.asarray(y, np.int32)
@@ -36,11 +37,9 @@ class SpectralSignature(Detector):
         graphdef, params, *_ = fit(Xs, y_all, spec, recipe)
         H = np.asarray(embed(graphdef, params, Xs), np.float64)
         trusted = np.arange(len(X_all)) < len(self.X_ref)
-        return class_signature_scores(H, y_all, trusted)[len(self.X_ref) :]
-
-    def held_out_scores(self, X, y, folds, seed):
-        self.fit(X[:0], y[:0])
-        return self.score(X, y)
+        scores = class_signature_scores(H, y_all, trusted)
+        self.trusted_scores = scores[: len(self.X_ref)]
+        return scores[len(self.X_ref) :]
 
 
 def class_signature_scores(H: np.ndarray, y: np.ndarray, trusted: np.ndarray) -> np.ndarray:
