@@ -19,19 +19,17 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
+import cli_loop
 import numpy as np
 import pandas as pd
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+ROOT = cli_loop.ROOT
 LABEL_ATTACKS = ("label_flip", "targeted_flip")
 
 
@@ -72,31 +70,18 @@ def clean_nights(name: str, X, y, nights: int) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        ws, files = tmp / "ws", tmp / "files"
-        ws.mkdir()
+        files = tmp / "files"
         files.mkdir()
         frame(X[ref], y[ref], ref).to_csv(files / "reference.csv", index=False)
         frame(X[hold], y[hold], hold).to_csv(files / "holdout.csv", index=False)
-        params = yaml.safe_load((ROOT / "params.yaml").read_text())
-        params["data"].update(source=str(files / "incoming.csv"), reference=str(files / "reference.csv"),
-                              holdout=str(files / "holdout.csv"))
-        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        dvc_yaml = (ROOT / "dvc.yaml").read_text()
-        (ws / "dvc.yaml").write_text(dvc_yaml.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
-        subprocess.run([BIN / "poisongate", "--workspace", ws, "init", "--remote", tmp / "remote"], check=True,
-                       env=env, capture_output=True)
+        env = cli_loop.environment(tmp)
+        ws = cli_loop.workspace(tmp, env, {"source": str(files / "incoming.csv"),
+                                           "reference": str(files / "reference.csv"),
+                                           "holdout": str(files / "holdout.csv")})
         for night, part in enumerate(parts, 1):
             frame(X[part], y[part], part).to_csv(files / "incoming.csv", index=False)
-            start = time.perf_counter()
-            proc = subprocess.run([BIN / "poisongate", "--workspace", ws, "run"], env=env, capture_output=True,
-                                  text=True)
-            seconds = time.perf_counter() - start
-            history = subprocess.run([BIN / "poisongate", "--workspace", ws, "history", "--json"], env=env,
-                                     capture_output=True, text=True, check=True).stdout.strip().splitlines()
-            last = json.loads(history[-1]) if history else {}
-            line = [x for x in (proc.stdout + proc.stderr).strip().splitlines() if "| INFO" not in x]
+            proc, seconds, last = cli_loop.night(ws, env)
+            line = [x for x in (proc.stdout + proc.stderr).strip().splitlines() if x.startswith("poisongate:")]
             rows.append({"night": night, "batch_rows": len(part), "exit_status": proc.returncode,
                          "seconds": round(seconds, 1), "decision": last.get("decision"),
                          "quarantined": last.get("quarantined"), "train_rows": last.get("train_rows"),

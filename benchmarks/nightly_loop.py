@@ -12,46 +12,28 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
+import cli_loop
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 def one_round(nights: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        ws = tmp / "ws"
-        ws.mkdir()
-        shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
-        dvc_yaml = (ROOT / "dvc.yaml").read_text()
-        (ws / "dvc.yaml").write_text(dvc_yaml.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
-        subprocess.run([BIN / "poisongate", "--workspace", ws, "init", "--remote", tmp / "remote"], check=True,
-                       env=env)
+        env = cli_loop.environment(tmp)
+        ws = cli_loop.workspace(tmp, env)
         rows = []
-        for night in range(nights):
-            start = time.perf_counter()
-            proc = subprocess.run([BIN / "poisongate", "--workspace", ws, "run"], env=env, capture_output=True,
-                                  text=True)
-            seconds = time.perf_counter() - start
-            history = subprocess.run([BIN / "poisongate", "--workspace", ws, "history", "--json"], env=env,
-                                     capture_output=True, text=True, check=True).stdout.strip().splitlines()
-            row = json.loads(history[-1])
-            rows.append({"night": night + 1, "exit_status": proc.returncode, "seconds": seconds,
+        for i in range(nights):
+            proc, seconds, row = cli_loop.night(ws, env)
+            rows.append({"night": i + 1, "exit_status": proc.returncode, "seconds": seconds,
                          **{k: row[k] for k in ("decision", "source", "batch_rows", "accepted", "quarantined",
                                                 "train_rows", "holdout_accuracy", "dataset_md5")}})
-            print(f"  night {night + 1}: {row['decision']:<13} train_rows {row['train_rows']}  holdout "
+            print(f"  night {i + 1}: {row['decision']:<13} train_rows {row['train_rows']}  holdout "
                   f"{row['holdout_accuracy']}  {seconds:.1f} s", flush=True)
         return rows
 

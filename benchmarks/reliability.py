@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bad_inputs import CORPUS, MAX_BYTES  # noqa: E402
+from bad_inputs import CORPUS, MAX_BYTES, MAX_ROWS  # noqa: E402
 
 from poisongate import config as configuration  # noqa: E402
 from poisongate.config import Config  # noqa: E402
 from poisongate.data_gate import build_suite, validate_frame  # noqa: E402
-from poisongate.errors import PoisongateError  # noqa: E402
+from poisongate.errors import PoisongateError, one_line  # noqa: E402
+from poisongate.reports import md as escape  # noqa: E402
 from poisongate.schema import schema_from_reference  # noqa: E402
 from poisongate.sources import load_digits_frame, split_default  # noqa: E402
 from poisongate.store import record, versioning  # noqa: E402
@@ -61,6 +62,8 @@ def timed_ingest(ws: Workspace, config: Config, repeats: int) -> tuple[str, str,
                 outcome, message, read = "refused", summary["reason"], summary["rows"]
         except PoisongateError as e:
             outcome, message, read = "refused unread", str(e), 0
+        except Exception as e:  # what must never happen: a traceback instead of one line
+            outcome, message, read = "TRACEBACK", f"{type(e).__name__}: {e}", 0
         seconds.append(time.perf_counter() - start)
     kept = len(pd.read_parquet(ws.incoming)) if ws.incoming.exists() else 0
     return outcome, message, read, kept, statistics.median(seconds)
@@ -94,7 +97,8 @@ def main() -> None:
     write_table(reference, ws.reference)
 
     def run(source: Path, **data) -> tuple[str, str, int, int, float]:
-        changed = config.replace("data", source=str(source), max_bytes=MAX_BYTES, **data)  # sha256: merged by key
+        changed = config.replace("data", source=str(source), max_bytes=MAX_BYTES, max_rows=MAX_ROWS,
+                                 **data)  # sha256: merged by key
         return timed_ingest(ws, changed, args.repeats)
 
     good = tmp / "good.csv"
@@ -103,7 +107,7 @@ def main() -> None:
     assert baseline[0] == "passed to the data gate"
     schema = schema_from_reference(reference, config.data, "reference")
     suite = build_suite(reference, schema, config.validation, config.data.min_rows, len(batches[1]))
-    rows = []
+    rows, secrets = [], 0
     for kind, (expected, make) in CORPUS.items():
         path = make(batches[1], tmp)
         outcome, message, read, kept, seconds = run(path)
@@ -111,11 +115,15 @@ def main() -> None:
             gate = validate_frame(pd.read_parquet(ws.incoming), suite)
             outcome = "passed both gates" if gate["passed"] else "refused by the data gate"
             message = record.verdict({"ingest": {"source": str(path)}, "validate": gate})[1]
-        one_line = str(path) in message and "\n" not in message and ";" in message  # names the file, then the fix
-        rows.append((kind, expected, outcome, read, kept, seconds, message.replace(str(tmp) + "/", ""), one_line))
+        # a file that must not be read (a link to another file, a FIFO) reached the workspace
+        secrets += int(expected == "unreadable" and ws.incoming.exists())
+        named = one_line(str(path)) in message and "\n" not in message and ";" in message  # the file, then the fix
+        rows.append((kind, expected, outcome, read, kept, seconds, message.replace(str(tmp) + "/", ""), named))
     lost = sum(r[3] - r[4] for r in rows)
     refused = [r for r in rows if r[2].startswith("refused")]
-    one_line = sum(r[7] for r in refused)
+    named = sum(r[7] for r in refused)
+    tracebacks = sum(r[2] == "TRACEBACK" for r in rows)
+    wrong = sum((r[1] == "accepted") != (r[2] == "passed both gates") for r in rows)
 
     pin = hashlib.sha256(good.read_bytes()).hexdigest()
     tampered = []
@@ -151,17 +159,21 @@ def main() -> None:
     md = [
         "# Reliability and security results", "",
         f"- Date: {now}",
-        f"- Machine: {platform.platform()}, {os.cpu_count()} cores shared with four other engineers' jobs, "
+        f"- Machine: {platform.platform()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         f"- Command: `python3 -m uv run --locked python benchmarks/reliability.py{' --crash' if args.crash else ''} "
         f"--repeats {args.repeats}`",
-        f"- data.max_bytes for the corpus: {MAX_BYTES} bytes; timings are medians of {args.repeats} ingests",
+        f"- data.max_bytes / max_rows for the corpus: {MAX_BYTES} bytes / {MAX_ROWS} rows; timings are medians of "
+        f"{args.repeats} ingests",
         "", "## Summary", "",
         "| figure | value |", "|---|---|",
         f"| bad-input kinds tried | {len(rows)} |",
         f"| refused (at ingest, or by the data gate) | {len(refused)} |",
-        f"| refused with one line naming the file and the fix | {one_line} of {len(refused)} |",
+        f"| refused with one line naming the file and the fix | {named} of {len(refused)} |",
+        f"| tracebacks instead of one line | {tracebacks} |",
+        f"| valid files refused or bad files accepted | {wrong} |",
         f"| rows lost from readable refused batches (not kept for quarantine) | {lost} |",
+        f"| files that must not be read copied into the workspace (links, FIFOs) | {secrets} |",
         f"| tampered sources tried (params.yaml pin and sidecar) | {2 * len(tampered)} |",
         f"| tampered sources accepted | {accepted} |",
         f"| untampered pinned source accepted | {'yes' if untampered_ok else 'NO'} |",
@@ -184,7 +196,7 @@ def main() -> None:
            f"Baseline: ingesting the good {len(batches[1])}-row batch, {baseline[4] * 1000:.1f} ms.", "",
            "| kind | expected | outcome | rows read / kept for quarantine | time vs good batch | message |",
            "|---|---|---|---|---|---|"]
-    md += [f"| {k} | {e} | {o} | {r} / {kept} | {s / baseline[4]:.2f}x | {m.replace('|', '/')[:160]} |"
+    md += [f"| {escape(k)} | {e} | {o} | {r} / {kept} | {s / baseline[4]:.2f}x | {escape(m[:160])} |"
            for k, e, o, r, kept, s, m, _ in rows]
     md += ["", "## Tampered sources (pinned by SHA-256)", "",
            "| change in transit | pin in params.yaml | sidecar .sha256 |", "|---|---|---|"]

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import publish
 from poisongate import config as configuration
-from poisongate.errors import GateRefused
+from poisongate.errors import GateRefused, PoisongateError, RegistryDamaged
 from poisongate.store import record, versioning
 from poisongate.store.lock import workspace_lock
 from poisongate.workspace import Workspace, new_run_id
@@ -23,6 +23,7 @@ from tasks import STAGES, run_stage
 stage_task = task(run_stage, cache_policy=NO_CACHE)
 finish_task = task(record.finish, name="record", cache_policy=NO_CACHE)
 RETRAIN_ONLY = ("train", "crossval", "promote")  # on the dataset in the workspace, e.g. after a rollback
+BEFORE_THE_BATCH = ("reference", "expectations", "ingest")  # a failure here raises: no batch was read
 
 
 @flow(name="retrain", log_prints=True)
@@ -36,7 +37,15 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
         run_id = new_run_id()
         summaries: dict[str, Any] = {}
         for name in (RETRAIN_ONLY if retrain_only else STAGES):
-            summaries[name] = stage_task.with_options(name=name)(ws, name, config)
+            try:
+                summaries[name] = stage_task.with_options(name=name)(ws, name, config)
+            except PoisongateError as e:
+                if name in BEFORE_THE_BATCH:  # nothing read yet, nothing to keep
+                    raise
+                # a broken champion, a full disk: the run is still recorded and its quarantine kept
+                summaries[record.ERROR] = {"stage": name, "passed": False, "reason": str(e),
+                                           "registry_damaged": isinstance(e, RegistryDamaged)}
+                break
             if summaries[name].get("passed") is False:
                 break
         outcome = finish_task(ws, run_id, summaries, config, options)

@@ -14,7 +14,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from poisongate import config as configuration  # noqa: E402  (after the environment above)
-from poisongate.errors import PoisongateError  # noqa: E402
+from poisongate.errors import HideUserTracebacks, PoisongateError, machine_error  # noqa: E402
 from poisongate.workspace import Workspace  # noqa: E402
 
 
@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="poisongate", description=__doc__)
     parser.add_argument("--workspace", default=".", help="the DVC project to work in (default: here)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any failure")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the gated retraining flow on the source in params.yaml")
@@ -183,10 +184,17 @@ COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     args = _parser().parse_args(argv)
+    if not args.debug:
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(HideUserTracebacks())
     try:
         COMMANDS[args.command](Workspace(args.workspace), args)
     except PoisongateError as e:
+        if args.debug:
+            raise
         print(f"poisongate: {e}", file=sys.stderr)
         return e.exit_status
     except ModuleNotFoundError as e:
@@ -194,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"poisongate: {args.command} needs the stages and flows of a poisongate checkout (tasks/, flows/); "
               "run it from a clone: `python3 -m uv run --locked poisongate ...`", file=sys.stderr)
+        return 1
+    except Exception as e:
+        line = machine_error(e)
+        if line is None or args.debug:
+            raise
+        print(f"poisongate: {line}", file=sys.stderr)
         return 1
     return 0
 

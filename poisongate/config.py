@@ -58,7 +58,9 @@ class DataConfig(Section):
     split: Split
     batch: Annotated[int, Field(ge=0)] | None  # None: the next batch not yet in the training set
     max_bytes: Count
+    max_rows: Count
     min_rows: Count
+    follow_symlinks: bool
     sha256: Pins
     lock_timeout_s: NonNegative
 
@@ -110,7 +112,7 @@ class SimulateConfig(Section):
 class ValidateConfig(Section):
     false_refusal_rate: Rate  # family-wise, split over the batch-level expectations (Bonferroni)
     range_margin: NonNegative
-    range_mostly: Annotated[float, Field(gt=0, le=1)]
+    range_mostly: Annotated[float, Field(gt=0, le=1)] | None  # None: from the reference, at the batch's size
     mean: bool
     stdev: bool
     quantiles: bool

@@ -2,6 +2,7 @@
 expectations the user owns (expectations/user.json, GX's own JSON format), and applied to the incoming batch."""
 from __future__ import annotations
 
+import html
 import json
 import logging
 from functools import lru_cache
@@ -33,7 +34,7 @@ def _expect(kind: str, meta: dict[str, Any] | None = None, **kwargs: Any) -> dic
 
 def batch_tests(schema: Schema, cfg: ValidateConfig) -> int:
     """How many batch-level statistical expectations share validate.false_refusal_rate."""
-    per_column = int(cfg.mean) + int(cfg.stdev) + len(QUANTILES) * int(cfg.quantiles)
+    per_column = int(cfg.mean) + int(cfg.stdev) + len(QUANTILES) * int(cfg.quantiles) + int(cfg.range_mostly is None)
     return per_column * len(schema.features) + int(cfg.class_mix)
 
 
@@ -72,6 +73,7 @@ def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, mi
         expectations.append(_expect("expect_compound_columns_to_be_unique",
                                     column_list=[schema.label, *schema.features],
                                     mostly=1.0 - cfg.max_duplicate_share))
+    mostly = cfg.range_mostly if cfg.range_mostly is not None else 1.0 - rows_beyond_range(n_ref, rows, alpha) / rows
     stds = reference[list(schema.features)].std().to_numpy(dtype=np.float64)
     typical = float(np.median(stds[stds > 0])) if (stds > 0).any() else 1.0
     for col in schema.features:
@@ -84,7 +86,7 @@ def build_suite(reference: pd.DataFrame, schema: Schema, cfg: ValidateConfig, mi
             # Every value finite (inf/1e308 would poison the arithmetic downstream), then most in range.
             _expect("expect_column_values_to_be_between", column=col, min_value=-FLOAT32_MAX, max_value=FLOAT32_MAX),
             _expect("expect_column_values_to_be_between", column=col, min_value=lo - pad, max_value=hi + pad,
-                    mostly=cfg.range_mostly),
+                    mostly=mostly, meta={"test": "exact count of rows beyond the reference's range", **test}),
         ]
         expectations += _column_bounds(col, values, cfg, alpha, rows, test, floor=0.25 * typical)
     return {"name": SUITE_NAME, "expectations": expectations, "meta": {}}
@@ -140,6 +142,16 @@ def _column_bounds(col: str, values: np.ndarray, cfg: ValidateConfig, alpha: flo
                            allow_relative_error="lower",
                            meta={"test": "exact two-sample order-statistic band (beta-binomial)", **test}))
     return out
+
+
+def rows_beyond_range(n_ref: int, rows: int, alpha: float) -> int:
+    """How many of a clean batch's `rows` may lie outside the reference's [min, max] at level `alpha`, exactly for
+    any continuous distribution: the range covers a share Beta(n_ref - 1, 2) of the population, so the count
+    outside is BetaBinomial(rows, 2, n_ref - 1). A 53-row reference leaves about 4% of every batch outside its
+    range; a fixed share would refuse small references' clean batches night after night."""
+    from scipy.stats import betabinom
+
+    return int(betabinom.isf(alpha, rows, 2, max(n_ref - 1, 1)))
 
 
 @lru_cache(maxsize=64)
@@ -215,9 +227,40 @@ def _gx_suite(suite_json: dict[str, Any]):
 
 
 def run_suite(frame: pd.DataFrame, suite_json: dict[str, Any]):
-    """Run the suite through a GX context: the full GX validation result."""
+    """Run the suite through a GX context: the full GX validation result. GX's Data Docs renderer writes column
+    names and values into its page unescaped (a column named <script> would run in the browser of whoever opens
+    it), so GX sees HTML-escaped column names and text values: unchanged for ordinary ones. `summarize` turns
+    them back."""
     _, batch_definition = _context()
-    return batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(_gx_suite(suite_json))
+    safe = frame.rename(columns=_html)
+    for col in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[col]):
+            safe[col] = safe[col].map(_html, na_action="ignore")
+    suite = {**suite_json,
+             "expectations": [{**e, "kwargs": _html_names(e["kwargs"])} for e in suite_json["expectations"]]}
+    return batch_definition.get_batch(batch_parameters={"dataframe": safe}).validate(_gx_suite(suite))
+
+
+def _html(value: Any) -> Any:
+    return html.escape(value) if isinstance(value, str) else value
+
+
+def _html_names(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out = dict(kwargs)
+    for key in ("column", "column_list", "column_set"):
+        if key in out:
+            out[key] = [_html(c) for c in out[key]] if isinstance(out[key], list) else _html(out[key])
+    return out
+
+
+def _unescaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.unescape(value)
+    if isinstance(value, list):
+        return [_unescaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unescaped(v) for k, v in value.items()}
+    return value
 
 
 def data_docs_html(result) -> str:
@@ -253,8 +296,8 @@ def summarize(result) -> dict[str, Any]:
             observed = r.result.get("unexpected_percent", r.result.get("observed_value"))
         failed.append({
             "expectation": cfg.type,
-            "column": cfg.kwargs.get("column"),
-            "observed": _jsonable(observed),
+            "column": _unescaped(cfg.kwargs.get("column")),
+            "observed": _unescaped(_jsonable(observed)),
             "error": detail,
         })
     return {"passed": bool(result.success), "evaluated": len(result.results), "failed": failed}
@@ -268,12 +311,22 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
+def _columns(mismatched: Any) -> str:
+    """The table-level failure in words: the columns the batch has that the reference lacks, and the reverse."""
+    if not isinstance(mismatched, dict):
+        return "table"
+    parts = [f"{key} " + ", ".join(map(repr, mismatched[key]))
+             for key in ("unexpected", "missing") if mismatched.get(key)]
+    saved_index = any(str(c).startswith("Unnamed: ") for c in mismatched.get("unexpected", []))
+    return "table: " + "; ".join(parts) + (" (a saved row index: write the file without it)" if saved_index else "")
+
+
 def refusal(summary: dict[str, Any], shown: int | None = 5) -> str | None:
     """Why the data gate refuses the batch (the failed expectations, by type and column: the first `shown`, or
     all), or None."""
     if summary["passed"]:
         return None
     failed = summary["failed"]
-    names = ", ".join(f"{x['expectation']}({x['column'] or 'table'})" for x in failed[:shown])
+    names = ", ".join(f"{x['expectation']}({x['column'] or _columns(x['observed'])})" for x in failed[:shown])
     more = f" and {len(failed) - shown} more" if shown is not None and len(failed) > shown else ""
     return f"batch refused by the data gate: {len(failed)} expectations failed: {names}{more}"

@@ -23,6 +23,7 @@ class Schema:
     id: str | None
     features: tuple[str, ...]
     classes: tuple[Any, ...]
+    id_kind: str = "int"  # the reference's ids: "int" (int64, exactly) or "text"
 
     @property
     def columns(self) -> list[str]:
@@ -49,7 +50,58 @@ def schema_from_reference(reference: pd.DataFrame, data: DataConfig, path: str |
     classes = tuple(sorted(pd.unique(reference[label]).tolist()))
     if len(classes) < 2:
         raise PoisongateError(f"{path}: column {label!r} holds fewer than 2 classes; a classifier needs at least 2")
-    return Schema(label=label, id=id_col, features=tuple(features), classes=classes)
+    kind = id_kind(reference[id_col]) if id_col else "int"
+    return Schema(label=label, id=id_col, features=tuple(features), classes=classes, id_kind=kind)
+
+
+# ---- ids, kept exactly: int64 or text as the reference has them, never through float ----
+
+INT64_MAX = int(np.iinfo(np.int64).max)
+CANONICAL_INT = r"-?(?:0|[1-9][0-9]{0,18})"
+EXACT_FLOAT = 2**53  # below it a float holds an integer exactly
+
+
+def id_kind(ids: pd.Series) -> str:
+    """"int" where every id is an integer int64 holds exactly (text ids written as such count: "7", not "007"),
+    else "text"."""
+    return "int" if len(ids) and _as_int64(ids.dropna())[1] is None else "text"
+
+
+def _as_int64(ids: pd.Series) -> tuple[pd.Series, int | None]:
+    """The ids as int64, or the position of the first one that is not an int64 integer."""
+    values = ids.to_numpy()
+    if pd.api.types.is_bool_dtype(ids):
+        bad = np.ones(len(ids), bool)
+    elif pd.api.types.is_integer_dtype(ids):
+        bad = values > INT64_MAX if ids.dtype.kind == "u" else np.zeros(len(ids), bool)
+    elif pd.api.types.is_float_dtype(ids):
+        bad = ~((values == np.round(values)) & (np.abs(values) < EXACT_FLOAT))
+    else:
+        text = ids.astype("string")
+        canonical = text.str.fullmatch(CANONICAL_INT).fillna(False).to_numpy(bool)
+        ints = [int(v) if ok else 0 for v, ok in zip(text, canonical)]
+        bad = ~canonical | np.array([abs(v) > INT64_MAX for v in ints], bool)
+        if not bad.any():
+            return pd.Series(np.array(ints, np.int64), index=ids.index), None
+    first = _first(bad)
+    return (ids.astype(np.int64) if first is None else ids), first
+
+
+def exact_ids(ids: pd.Series, kind: str) -> tuple[pd.Series, int | None]:
+    """The ids as the reference keeps them (int64 or text), or the position of the first that cannot be."""
+    if kind == "int":
+        return _as_int64(ids)
+    if pd.api.types.is_float_dtype(ids):  # 7.0 is the id "7"; 7.5 is no id
+        bad = ~(ids == np.round(ids)).to_numpy(bool)
+        return (ids, _first(bad)) if bad.any() else (ids.astype(np.int64).astype("string"), None)
+    return ids.astype("string"), None
+
+
+def with_exact_ids(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The frame with its id column as the reference keeps ids (checked by batch_problem first)."""
+    if not schema.id:
+        return frame
+    return frame.assign(**{schema.id: exact_ids(frame[schema.id], schema.id_kind)[0]})
 
 
 def image_side(n_features: int) -> int | None:
@@ -125,6 +177,11 @@ def _label_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
         return f"row {row + 1}, column {schema.label!r} is empty; label the row or drop it"
     row = _first(~labels.isin(schema.classes).to_numpy())
     if row is not None:
+        value = plain(labels.iloc[row])
+        if isinstance(value, str) != isinstance(schema.classes[0], str):
+            kinds = ("text", "numbers") if isinstance(value, str) else ("a number", "text")
+            return (f"row {row + 1}, column {schema.label!r} holds {kinds[0]} {show(value)} but the reference's labels "
+                    f"are {kinds[1]}; write the labels as the reference does")
         return (f"row {row + 1}, column {schema.label!r} holds {show(labels.iloc[row])}, not one of the reference's "
                 f"{len(schema.classes)} classes; fix the label, or add the class to the reference")
     return None
@@ -143,7 +200,14 @@ def _id_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
     if not schema.id:
         return None
     ids = frame[schema.id]
-    row = _first((ids.isna() | ids.duplicated()).to_numpy())
+    row = _first(ids.isna().to_numpy())
+    if row is None:
+        exact, row = exact_ids(ids, schema.id_kind)
+        if row is not None:
+            like = "an integer within int64" if schema.id_kind == "int" else "text"
+            return (f"row {row + 1}, column {schema.id!r} holds {show(ids.iloc[row])}, not an id like the "
+                    f"reference's ({like}); write the ids as the reference does")
+        row = _first(exact.duplicated().to_numpy())
     if row is not None:
         return (f"row {row + 1}, column {schema.id!r}: id {show(ids.iloc[row])} is empty or repeats an earlier row; "
                 "ids must be unique")

@@ -11,8 +11,8 @@ import pandas as pd
 from poisongate import integrity, training_set
 from poisongate.config import DataConfig, Split
 from poisongate.errors import PoisongateError
-from poisongate.schema import Schema, batch_problem, schema_from_reference
-from poisongate.tables import parse_table, read_bytes, read_table
+from poisongate.schema import Schema, batch_problem, exact_ids, id_kind, schema_from_reference, show, with_exact_ids
+from poisongate.tables import Limits, parse_table, read_bytes, read_table
 from poisongate.workspace import Workspace
 
 DIGITS = "digits"
@@ -62,16 +62,24 @@ def load_trusted(ws: Workspace, data: DataConfig) -> tuple[pd.DataFrame, pd.Data
         problem = batch_problem(frame, schema, str(path), data.min_rows)
         if problem:
             raise PoisongateError(problem)
-    return reference[schema.columns], holdout[schema.columns], schema
+    absent = [c for c in schema.classes if not (holdout[schema.label] == c).any()]
+    if absent:
+        raise PoisongateError(f"{hold_path}: class {show(absent[0])} of the reference has no row in the holdout, so "
+                              "its recall cannot be judged; add rows of every class to the holdout")
+    return with_exact_ids(reference[schema.columns], schema), with_exact_ids(holdout[schema.columns], schema), schema
 
 
 def read_user_file(ws: Workspace, data: DataConfig, key: str) -> tuple[pd.DataFrame, Path, str]:
     """Read data.<key> under data.max_bytes, refusing it before parsing if it does not match its SHA-256 pin;
     with the file's SHA-256."""
     path = user_path(ws, data, key)
-    raw = read_bytes(path, data.max_bytes)
+    raw = read_bytes(path, data.max_bytes, data.follow_symlinks)
     sha256 = integrity.verify(path, raw, getattr(data.sha256, key))
-    return parse_table(raw, path, data.max_bytes), path, sha256
+    limits = Limits(data.max_bytes, data.max_rows, (data.id_column,) if data.id_column else ())
+    frame = parse_table(raw, path, limits)
+    if data.id_column in frame.columns:  # read as text, kept as int64 where every id is one exactly
+        frame[data.id_column] = exact_ids(frame[data.id_column], id_kind(frame[data.id_column]))[0]
+    return frame, path, sha256
 
 
 def digits_batch_name(batch: int) -> str:

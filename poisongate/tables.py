@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import stat
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,54 +19,141 @@ from poisongate.errors import PoisongateError
 from poisongate.workspace import atomic_path
 
 
-def read_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
-    """A file's bytes, refusing one larger than `max_bytes` before reading it."""
+@dataclass(frozen=True)
+class Limits:
+    """What a file may decode to (params.yaml data.max_bytes, data.max_rows; None: no limit), and the columns a
+    CSV keeps as text (ids: "007" stays "007")."""
+
+    max_bytes: int | None = None
+    max_rows: int | None = None
+    text_columns: tuple[str, ...] = ()
+
+
+def read_bytes(path: str | Path, max_bytes: int | None = None, follow_symlinks: bool = True) -> bytes:
+    """A regular file's bytes, refusing one larger than `max_bytes` before reading it. A user's file is read
+    without following a symbolic link (`follow_symlinks` False): a link planted in the feed would otherwise copy
+    any file the process can read into data/, the quarantine and the DVC remote. Directories, FIFOs and devices
+    are refused by name; a FIFO is opened without blocking."""
     path = Path(path)
-    if not path.is_file():
-        raise PoisongateError(f"{path}: no such file; check data paths in params.yaml")
-    if max_bytes is not None and path.stat().st_size > max_bytes:
-        raise PoisongateError(f"{path}: {path.stat().st_size} bytes > data.max_bytes {max_bytes}; "
+    if not follow_symlinks and path.is_symlink():
+        raise PoisongateError(f"{path}: is a symbolic link (to {os.readlink(path)}), refused so that no other file "
+                              "is copied in; point params.yaml at the file itself or set data.follow_symlinks: true")
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise PoisongateError(f"{path}: no such file; check data paths in params.yaml") from None
+    except OSError as e:
+        raise PoisongateError(f"{path}: cannot be opened ({e.strerror}); check the path and its permissions") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        mode = info.st_mode
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
+        raise PoisongateError(f"{path}: is {kind}, not a regular file; point params.yaml at a data file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        os.close(fd)
+        raise PoisongateError(f"{path}: {info.st_size} bytes > data.max_bytes {max_bytes}; "
                               "split the file or raise data.max_bytes")
-    return path.read_bytes()
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(-1 if max_bytes is None else max_bytes + 1)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise PoisongateError(f"{path}: more than data.max_bytes {max_bytes} bytes; "
+                              "split the file or raise data.max_bytes")
+    return raw
 
 
-def _gunzip(raw: bytes, path: Path, max_bytes: int | None) -> bytes:
+def _gunzip(raw: bytes, path: Path, limits: Limits) -> bytes:
     """Decompress at most max_bytes + 1 bytes: a small gzip that expands without bound is refused, not read."""
-    limit = -1 if max_bytes is None else max_bytes + 1
+    limit = -1 if limits.max_bytes is None else limits.max_bytes + 1
     with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
         out = f.read(limit)
-    if max_bytes is not None and len(out) > max_bytes:
-        raise PoisongateError(f"{path}: expands to more than data.max_bytes {max_bytes} bytes; "
+    if limits.max_bytes is not None and len(out) > limits.max_bytes:
+        raise PoisongateError(f"{path}: expands to more than data.max_bytes {limits.max_bytes} bytes; "
                               "send it uncompressed or raise data.max_bytes")
     return out
 
 
-def _parquet(raw: bytes, path: Path, max_bytes: int | None) -> pd.DataFrame:
-    meta = pq.ParquetFile(pa.BufferReader(raw)).metadata
-    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if max_bytes is not None and size > max_bytes:
-        raise PoisongateError(f"{path}: expands to {size} bytes > data.max_bytes {max_bytes}; "
+def _too_big(path: Path, limits: Limits, rows: int, size: int) -> None:
+    if limits.max_rows is not None and rows > limits.max_rows:
+        raise PoisongateError(f"{path}: {rows} rows > data.max_rows {limits.max_rows}; "
+                              "split the file or raise data.max_rows")
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        raise PoisongateError(f"{path}: expands to {size} bytes > data.max_bytes {limits.max_bytes}; "
                               "split the file or raise data.max_bytes")
-    return pq.read_table(pa.BufferReader(raw)).to_pandas()
 
 
-def _npz(raw: bytes, path: Path, max_bytes: int | None) -> pd.DataFrame:
-    """One 1-D array per column. Never unpickles: object arrays are refused (allow_pickle=False)."""
+def _parquet(raw: bytes, path: Path, limits: Limits) -> pd.DataFrame:
+    """Limits from the footer before decoding, then while decoding (a footer can understate what its pages
+    decode to). A column pandas saved as the index (`to_parquet(index=True)`) comes back as a column."""
+    parquet = pq.ParquetFile(pa.BufferReader(raw))
+    meta = parquet.metadata
+    _too_big(path, limits, meta.num_rows, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
+    batches, rows, size = [], 0, 0
+    for batch in parquet.iter_batches(batch_size=65_536):
+        rows, size = rows + batch.num_rows, size + batch.nbytes
+        _too_big(path, limits, rows, size)
+        batches.append(batch)
+    table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
+    frame = table.to_pandas()
+    named_index = [n for n in frame.index.names if n is not None]
+    return frame.reset_index() if named_index else frame.reset_index(drop=True)
+
+
+def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    from numpy.lib import format as npy
+
+    with z.open(info) as member:
+        try:
+            version = npy.read_magic(member)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"format version {version}")
+            shape, _, dtype = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(member)
+        except ValueError as e:
+            raise PoisongateError(f"{path}: member {info.filename!r} is not a .npy array ({str(e)[:80]}); "
+                                  "store one 1-D numeric array per column (numpy.savez)") from None
+    return shape, dtype
+
+
+def _npz(raw: bytes, path: Path, limits: Limits) -> pd.DataFrame:
+    """One 1-D numeric array per column, all of one length, each member named once. Headers are read (and the
+    limits applied) before any array is decoded; never unpickles (allow_pickle=False); any byte order."""
     with zipfile.ZipFile(io.BytesIO(raw)) as z:
-        size = sum(i.file_size for i in z.infolist())
-    if max_bytes is not None and size > max_bytes:
-        raise PoisongateError(f"{path}: expands to {size} bytes > data.max_bytes {max_bytes}; "
-                              "split the file or raise data.max_bytes")
+        infos = z.infolist()
+        names = [i.filename for i in infos]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise PoisongateError(f"{path}: member {repeated[0]!r} appears more than once; write each column once")
+        lengths = {}
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise PoisongateError(f"{path}: member {info.filename!r} is not a .npy array; "
+                                      "store one 1-D numeric array per column (numpy.savez)")
+            shape, dtype = _npy_header(z, info, path)
+            name = info.filename[: -len(".npy")]
+            if len(shape) != 1:
+                raise PoisongateError(f"{path}: array {name!r} has shape {shape}; store one 1-D array per column")
+            if dtype.kind not in "biuf":
+                raise PoisongateError(f"{path}: array {name!r} holds {dtype} values, not real numbers; "
+                                      "store one numeric (bool, int, uint, float) array per column")
+            lengths[name] = shape[0]
+            _too_big(path, limits, shape[0], sum(lengths.values()) * dtype.itemsize)
+    if len(set(lengths.values())) > 1:
+        first, *_ = lengths
+        other = next(n for n, k in lengths.items() if k != lengths[first])
+        raise PoisongateError(f"{path}: array {other!r} has {lengths[other]} rows but {first!r} has "
+                              f"{lengths[first]}; every column needs one value per row")
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
         columns = {name: npz[name] for name in npz.files}
-    for name, values in columns.items():
-        if values.ndim != 1:
-            raise PoisongateError(f"{path}: array {name!r} has shape {values.shape}; store one 1-D array per column")
-    return pd.DataFrame(columns)
+    return pd.DataFrame({name: v.astype(v.dtype.newbyteorder("=")) for name, v in columns.items()})
 
 
-def _csv(raw: bytes, path: Path, max_bytes: int | None) -> pd.DataFrame:
-    return pd.read_csv(io.BytesIO(raw), encoding="utf-8", encoding_errors="strict")
+def _csv(raw: bytes, path: Path, limits: Limits) -> pd.DataFrame:
+    nrows = None if limits.max_rows is None else limits.max_rows + 1
+    frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8", encoding_errors="strict", nrows=nrows,
+                        dtype={c: str for c in limits.text_columns})
+    _too_big(path, limits, len(frame), 0)
+    return frame
 
 
 READERS = {".parquet": _parquet, ".pq": _parquet, ".csv": _csv, ".npz": _npz}
@@ -71,7 +161,7 @@ UNREADABLE = (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError
               OSError, EOFError, zlib.error, zipfile.BadZipFile, OverflowError)
 
 
-def parse_table(raw: bytes, path: str | Path, max_bytes: int | None = None) -> pd.DataFrame:
+def parse_table(raw: bytes, path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
     """Parse a user's CSV, Parquet or .npz bytes (optionally gzipped); every failure is one line naming the file
     and the fix."""
     path = Path(path)
@@ -82,23 +172,22 @@ def parse_table(raw: bytes, path: str | Path, max_bytes: int | None = None) -> p
         raise PoisongateError(f"{path}: unknown format {path.suffix!r}; use .csv, .parquet or .npz (optionally .gz)")
     try:
         if gzipped:
-            raw = _gunzip(raw, path, max_bytes)
-        return READERS[suffix](raw, path, max_bytes)
+            raw = _gunzip(raw, path, limits)
+        return READERS[suffix](raw, path, limits)
     except UNREADABLE as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PoisongateError(f"{path}: cannot be read as {suffix[1:]} ({detail[:200]}); re-export the file") from None
 
 
-def read_table(path: str | Path, max_bytes: int | None = None) -> pd.DataFrame:
-    """Read a CSV, Parquet or .npz file; every failure becomes one line naming the file and the fix."""
-    return parse_table(read_bytes(path, max_bytes), path, max_bytes)
+def read_table(path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
+    """Read a CSV, Parquet or .npz file (one of the workspace's own: links followed, as DVC may link its cache);
+    every failure becomes one line naming the file and the fix."""
+    return parse_table(read_bytes(path, limits.max_bytes), path, limits)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
-
-
 
 
 def row_count(path: Path) -> int:

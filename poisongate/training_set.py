@@ -18,6 +18,7 @@ from poisongate.workspace import Workspace
 RUN, SOURCE, SHA256, ADMITTED = "poisongate_run", "poisongate_source", "poisongate_sha256", "poisongate_admitted"
 PROVENANCE = (RUN, SOURCE, SHA256, ADMITTED)
 REFERENCE = "reference"  # the run id of the trusted reference's rows
+HOLDOUT = "holdout"  # an id of the golden holdout: never a training row
 TONIGHT = ""  # rows the current run accepted: the record step writes its run id over this
 TRUSTED_FILE = "trusted.json"  # the runs a person trusted, who, when and why (git)
 EMPTY_TRUST = {"trusted": []}
@@ -51,13 +52,21 @@ def stamp(training: pd.DataFrame, run_id: str) -> pd.DataFrame:
     return out
 
 
-def first_runs(training: pd.DataFrame, ids: np.ndarray, schema: Schema) -> np.ndarray:
-    """Per id, the run whose row already has it in the training set (None where the id is new)."""
-    if not schema.id or not len(training):
+def first_runs(training: pd.DataFrame, ids: np.ndarray, schema: Schema, holdout: pd.DataFrame) -> np.ndarray:
+    """Per id, the run whose row already has it in the training set, HOLDOUT where the golden holdout has it, None
+    where the id is new."""
+    if not schema.id:
         return np.full(len(ids), None, dtype=object)
     owner = training.drop_duplicates(schema.id).set_index(schema.id)[RUN]
-    found = pd.Series(ids).map(owner)
-    return found.astype(object).where(found.notna(), None).to_numpy()
+    found = pd.Series(ids).map(owner).astype(object)
+    found = np.array(found.where(found.notna(), None).to_numpy(), dtype=object)  # writable
+    found[np.isin(ids, holdout[schema.id].to_numpy())] = HOLDOUT
+    return found
+
+
+def owner(run: str) -> str:
+    """Where an id was used before, in words: "id already <this>"."""
+    return "in the golden holdout" if run == HOLDOUT else f"in the training set, accepted by run {run}"
 
 
 def trusted_runs(ws: Workspace) -> set[str]:

@@ -3,7 +3,8 @@ data/clean.parquet (the training set + tonight's accepted rows, with their prove
 on), data/quarantine.parquet (every flagged row as received, with its reasons and scores) and data/scores.parquet
 (every incoming row's scores and flags).
 
-A row whose id is already in the training set is quarantined, naming the run that accepted it first. A batch
+A row whose id is already in the training set or the golden holdout is quarantined, naming the run that accepted
+it first (or the holdout). A batch
 whose quarantined share passes filter.max_quarantine_share is refused whole: all of it goes to quarantine and no
 clean dataset is written."""
 from __future__ import annotations
@@ -33,11 +34,11 @@ def filter_batch(reference: pd.DataFrame, batch: pd.DataFrame, schema: Schema, c
     share = float(flagged.mean()) if len(flagged) else 0.0
     refused = gate.refusal(screening, cfg, share)
     if refused and repeated.any():
-        refused += (f"; {int(repeated.sum())} rows have ids already in the training set "
-                    f"(first: run {earlier[repeated][0]})")
+        refused += (f"; {int(repeated.sum())} rows have ids already used "
+                    f"(first {training_set.owner(earlier[repeated][0])})")
     reasons = screening.reasons(prefix=f"batch refused: {refused}" if refused else "")
     if repeated.any():
-        again = [f"id already in the training set, accepted by run {run}" for run in earlier[repeated]]
+        again = [f"id already {training_set.owner(run)}" for run in earlier[repeated]]
         reasons[repeated] = [a if not r else f"{r}; {a}" for a, r in zip(again, reasons[repeated])]
     mask = np.ones(len(batch), dtype=bool) if refused else flagged
     ids = row_ids(batch, schema)
@@ -60,7 +61,7 @@ def chunk_scorer(cfg: FilterConfig) -> gate.ChunkScorer:
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     reference, schema = gate_reference(ws, config.data)
     training, batch = training_set.load(ws, reference, schema), read_table(ws.incoming)
-    earlier = training_set.first_runs(training, row_ids(batch, schema), schema)
+    earlier = training_set.first_runs(training, row_ids(batch, schema), schema, read_table(ws.holdout))
     accepted, quarantine, scores, summary = filter_batch(reference, batch, schema, config.filter,
                                                          chunk_scorer(config.filter), earlier)
     write_table(quarantine, ws.quarantine)

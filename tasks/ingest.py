@@ -12,7 +12,7 @@ import pandas as pd
 from poisongate import training_set
 from poisongate.attacks import poison
 from poisongate.config import Config
-from poisongate.schema import Schema, as_received, batch_problem, row_ids
+from poisongate.schema import Schema, as_received, batch_problem, row_ids, with_exact_ids
 from poisongate.sources import load_source_batch, workspace_reference
 from poisongate.tables import write_table
 from poisongate.workspace import Workspace
@@ -24,7 +24,7 @@ def receive(batch: pd.DataFrame, schema: Schema, name: str, config: Config) -> t
     problem = batch_problem(batch, schema, name, config.data.min_rows)
     if problem:
         return as_received(batch), {"passed": False, **summary, "reason": problem}
-    batch, poisoned = poison(batch, schema, config.simulate)
+    batch, poisoned = poison(with_exact_ids(batch, schema), schema, config.simulate)
     return batch, {
         "passed": True,
         **summary,

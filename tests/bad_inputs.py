@@ -4,11 +4,16 @@
   unreadable  ingest raises PoisongateError naming the file (nothing could be read, so nothing to quarantine)
   refused     ingest reads it, writes it as received (kept whole in quarantine by the record stage) and refuses it
   data_gate   ingest passes it on; the Great Expectations gate refuses it (columns the reference lacks)
+  accepted    valid after all (another byte order, ids saved as the Parquet index, integer-valued floats written
+              as integers): ingest and the data gate pass it
 Used by tests/test_bad_inputs.py and benchmarks/reliability.py."""
 from __future__ import annotations
 
 import gzip
 import io
+import os
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 MAX_BYTES = 4 << 20  # data.max_bytes for the corpus: small, so the bombs stay cheap to build
+MAX_ROWS = 100_000  # data.max_rows for the corpus
 FEATURE = "pixel_0_3"
 
 
@@ -109,6 +115,71 @@ def _huge_line(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _symlink(good: pd.DataFrame, d: Path) -> Path:
+    """A link in the feed to a file it must never read (a copy of the batch stands in for /proc/self/environ)."""
+    secret = d / "secret.csv"
+    _csv(good, secret)
+    (d / "link.csv").symlink_to(secret)
+    return d / "link.csv"
+
+
+def _directory(good: pd.DataFrame, d: Path) -> Path:
+    (d / "batch_dir.csv").mkdir()
+    return d / "batch_dir.csv"
+
+
+def _fifo(good: pd.DataFrame, d: Path) -> Path:
+    os.mkfifo(d / "pipe.csv")  # nobody writes to it: reading it would block forever
+    return d / "pipe.csv"
+
+
+def _zip(name: str, members: Callable[[pd.DataFrame], list[tuple[str, bytes]]]):
+    def make(good: pd.DataFrame, d: Path) -> Path:
+        with zipfile.ZipFile(d / name, "w") as z, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns on a duplicated name: that is the point
+            for member, content in members(good):
+                z.writestr(member, content)
+        return d / name
+    return make
+
+
+def _npy(values: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, values, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _columns(good: pd.DataFrame) -> list[tuple[str, bytes]]:
+    return [(f"{c}.npy", _npy(good[c].to_numpy())) for c in good.columns]
+
+
+def _huge_header(good: pd.DataFrame) -> list[tuple[str, bytes]]:
+    """A member whose header claims 2**40 float64 values (8 TiB) but holds 8 bytes."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)})
+    return _columns(good)[:-1] + [("label.npy", b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + b"\0" * 8)]
+
+
+def _rows_bomb(good: pd.DataFrame, d: Path) -> Path:
+    """A small Parquet file that decodes to 30x data.max_rows rows (one repeated value compresses to nothing)."""
+    pd.DataFrame({c: np.zeros(30 * MAX_ROWS, np.int8) for c in good.columns[:3]}).to_parquet(d / "rows.parquet")
+    return d / "rows.parquet"
+
+
+def _id_index(good: pd.DataFrame, d: Path) -> Path:
+    good.set_index("id").to_parquet(d / "id_index.parquet")  # pandas keeps the index as a column in the file
+    return d / "id_index.parquet"
+
+
+def _uint64_ids(good: pd.DataFrame, huge: bool):
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        ids = frame["id"].to_numpy().astype(np.uint64)
+        if huge:
+            ids[3] = np.uint64(2**64 - 1)
+        return frame.assign(id=ids)
+    return change(good)
+
+
 CORPUS: dict[str, tuple[str, Callable[[pd.DataFrame, Path], Path]]] = {
     "empty file": ("unreadable", _bytes("empty.csv", b"")),
     "blank lines only": ("unreadable", _bytes("blank.csv", b"\n\n\n")),
@@ -154,4 +225,35 @@ CORPUS: dict[str, tuple[str, Callable[[pd.DataFrame, Path], Path]]] = {
         "text_types.parquet", lambda g: g.astype({FEATURE: str}).pipe(lambda f: _edit(f, FEATURE, "n/a")))),
     "extra feature column": ("data_gate", _frame("extra.csv", lambda g: g.assign(injected=1.0))),
     "duplicate column header": ("refused", _text("dup_header.csv", lambda t: t.replace("pixel_0_5", "pixel_0_4", 1))),
+    # sources: only regular files, never followed through a link
+    "symbolic link": ("unreadable", _symlink),
+    "a directory": ("unreadable", _directory),
+    "a FIFO": ("unreadable", _fifo),
+    "newline in the file name": ("unreadable", _bytes("two\nlines.csv", b"")),
+    # .npz members: unique 1-D real arrays of one length, limits from their headers
+    ".npz with a non-array member": ("unreadable", _zip("text_member.npz",
+                                                        lambda g: _columns(g) + [("notes.txt", b"hello")])),
+    ".npz with a complex array": ("unreadable", _npz("complex.npz", lambda g: {
+        **{c: g[c].to_numpy() for c in g.columns}, FEATURE: g[FEATURE].to_numpy() * 1j})),
+    ".npz whose header claims 8 TiB": ("unreadable", _zip("huge_header.npz", _huge_header)),
+    ".npz with a member named twice": ("unreadable", _zip("twice.npz", lambda g: _columns(g) + _columns(g)[-1:])),
+    ".npz with columns of different lengths": ("unreadable", _npz("ragged.npz", lambda g: {
+        **{c: g[c].to_numpy() for c in g.columns}, FEATURE: g[FEATURE].to_numpy()[:-1]})),
+    ".npz big-endian arrays": ("accepted", _npz("big_endian.npz", lambda g: {
+        c: g[c].to_numpy().astype(g[c].dtype.newbyteorder(">")) for c in g.columns})),
+    "Parquet decoding past data.max_rows": ("unreadable", _rows_bomb),
+    # ids: exactly as the reference keeps them, never through float
+    "id beyond int64 (uint64)": ("refused", _frame("huge_id.parquet", lambda g: _uint64_ids(g, huge=True))),
+    "uint64 ids within int64": ("accepted", _frame("uint64_ids.parquet", lambda g: _uint64_ids(g, huge=False))),
+    "text ids where the reference has integers": ("refused", _frame(
+        "text_ids.csv", lambda g: g.assign(id="row-" + g["id"].astype(str)))),
+    "id saved as the Parquet index": ("accepted", _id_index),
+    "integer-valued floats written as integers": ("accepted", _frame("ints.csv", lambda g: g.astype(
+        {c: np.int64 for c in g.columns if c.startswith("pixel")}))),
+    # labels and columns named so a person can fix them
+    "labels as text in Parquet": ("refused", _frame("text_labels.parquet",
+                                                    lambda g: g.assign(label=g["label"].astype(str)))),
+    "a saved row index column": ("data_gate", lambda good, d: good.to_csv(d / "index.csv") or d / "index.csv"),
+    "column named with HTML": ("data_gate", _frame("html.csv",
+                                                   lambda g: g.assign(**{"<img src=x onerror=alert(1)>": 1.0}))),
 }

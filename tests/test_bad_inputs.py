@@ -8,11 +8,11 @@ import subprocess
 
 import pandas as pd
 import pytest
-from bad_inputs import CORPUS, MAX_BYTES
+from bad_inputs import CORPUS, FEATURE, MAX_BYTES, MAX_ROWS
 from conftest import set_params
 
 from poisongate.data_gate import build_suite, validate_frame
-from poisongate.errors import PoisongateError
+from poisongate.errors import PoisongateError, one_line
 from poisongate.schema import schema_from_reference
 from poisongate.store.record import verdict
 from poisongate.store.registry import champion_id
@@ -21,7 +21,8 @@ from poisongate.workspace import Workspace
 from tasks import ingest
 from tasks import reference as reference_stage
 
-WHERE = re.compile(r"row \d+|column '|column|rows|bytes|cannot be read|no such file|unknown format|array")
+WHERE = re.compile(r"row \d+|column '|column|rows|bytes|cannot be read|no such file|unknown format|array|member|"
+                   r"symbolic link|directory|FIFO")
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +37,12 @@ def ingest_params(config, source, **data):
     """The batch at `source` as the incoming file; the trusted files' paths are the reference stage's (not read
     by ingest, which reads data/reference.parquet), but a source of one's own needs them set."""
     trusted = {"reference": "reference.csv", "holdout": "holdout.csv"}
-    return config.replace("data", **{**trusted, "source": str(source), "max_bytes": MAX_BYTES, **data})
+    return config.replace("data", **{**trusted, "source": str(source), "max_bytes": MAX_BYTES, "max_rows": MAX_ROWS,
+                                     **data})
 
 
 def assert_one_line(message: str, path) -> None:
-    assert "\n" not in message and str(path) in message, message
+    assert "\n" not in message and one_line(str(path)) in message, message
     assert WHERE.search(message) and ";" in message, message  # a place, then the fix
 
 
@@ -64,20 +66,26 @@ def test_every_bad_input_is_refused_with_one_line(kind, ingest_ws, config, digit
         assert_one_line(summary["reason"], path)
         passed, line = verdict({"ingest": summary})
         assert not passed and "\n" not in line
-    else:  # the data gate's to refuse
-        assert summary["passed"] is True
+    else:  # the data gate's to refuse, or valid after all
+        assert summary["passed"] is True, summary.get("reason")
         reference = digits["frames"][0]
         suite = build_suite(reference, schema_from_reference(reference, config.data, "ref"), config.validation,
                             config.data.min_rows, len(kept))
         gate = validate_frame(kept, suite)
-        assert gate["passed"] is False
+        assert gate["passed"] is (expected == "accepted"), gate["failed"]
+        if expected == "accepted":
+            assert kept["id"].dtype == "int64" and kept["id"].tolist() == good["id"].tolist()  # exactly, as int64
+            assert kept[FEATURE].tolist() == good[FEATURE].tolist()
+            return
         passed, line = verdict({"ingest": summary, "validate": gate})
         assert not passed and "\n" not in line and str(path) in line
+        if kind == "a saved row index column":
+            assert "unexpected 'Unnamed: 0' (a saved row index" in line, line
     assert len(kept) == summary["rows"] and not ingest_ws.clean.exists()
 
 
 def test_corpus_covers_at_least_30_kinds():
-    assert len(CORPUS) >= 30 and {e for e, _ in CORPUS.values()} == {"unreadable", "refused", "data_gate"}
+    assert len(CORPUS) >= 30 and {e for e, _ in CORPUS.values()} == {"unreadable", "refused", "data_gate", "accepted"}
 
 
 def sha256(path) -> str:
@@ -163,3 +171,25 @@ def test_broken_trusted_files_are_refused_with_one_line(kind, config, digits, tm
         reference_stage.run(ws, run)
     assert_one_line(str(err.value), broken)
     assert not ws.reference.exists() and not ws.holdout.exists()
+
+
+def test_a_holdout_missing_a_class_is_named(config, digits, tmp_path):
+    reference, holdout, _ = digits["frames"]
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    holdout[holdout["label"] != 7].to_csv(tmp_path / "holdout.csv", index=False)
+    run = ingest_params(config, "batch.csv", reference=str(tmp_path / "reference.csv"),
+                        holdout=str(tmp_path / "holdout.csv"))
+    with pytest.raises(PoisongateError, match=r"holdout\.csv: class 7 of the reference has no row in the holdout"):
+        reference_stage.run(Workspace(tmp_path / "ws"), run)
+
+
+def test_ids_of_the_reference_or_the_holdout_are_not_new(digits):
+    from poisongate import training_set
+
+    reference, holdout, batches = digits["frames"]
+    schema = digits["schema"]
+    training = training_set.start(reference, schema, "reference.csv", "")
+    ids = [reference["id"].iloc[0], holdout["id"].iloc[0], batches[0]["id"].iloc[0]]
+    owners = training_set.first_runs(training, pd.Series(ids).to_numpy(), schema, holdout)
+    assert owners.tolist() == [training_set.REFERENCE, training_set.HOLDOUT, None]
+    assert training_set.owner(owners[1]) == "in the golden holdout"

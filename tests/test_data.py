@@ -5,7 +5,7 @@ import pytest
 from poisongate.errors import PoisongateError
 from poisongate.schema import schema_from_reference, to_arrays
 from poisongate.sources import load_digits_frame, split_default
-from poisongate.tables import read_table
+from poisongate.tables import Limits, read_table
 
 
 def test_default_split_is_deterministic_disjoint_and_sized(config):
@@ -69,12 +69,25 @@ def test_every_supported_format_round_trips(tmp_path, name):
     path = tmp_path / name
     if name.endswith(".gz"):
         path.write_bytes(gzip.compress(plain.read_bytes()))
-    assert read_table(path, max_bytes=1 << 20).equals(frame)
+    assert read_table(path, Limits(max_bytes=1 << 20)).equals(frame)
 
 
 def test_files_over_max_bytes_are_refused_before_reading(tmp_path):
     path = tmp_path / "big.csv"
     path.write_text("label,f\n" + "0,1.0\n" * 1000)
-    assert len(read_table(path, max_bytes=1 << 20)) == 1000
+    assert len(read_table(path, Limits(max_bytes=1 << 20))) == 1000
     with pytest.raises(PoisongateError, match=r"big\.csv: \d+ bytes > data\.max_bytes 100; split the file"):
-        read_table(path, max_bytes=100)
+        read_table(path, Limits(max_bytes=100))
+
+
+def test_ids_stay_exactly_as_the_reference_keeps_them(tmp_path):
+    from poisongate.schema import exact_ids, id_kind
+
+    path = tmp_path / "ids.csv"
+    path.write_text("id,x\n007,1\nA-1,2\n")
+    text = read_table(path, Limits(text_columns=("id",)))["id"]
+    assert id_kind(text) == "text" and exact_ids(text, "text")[0].tolist() == ["007", "A-1"]  # not 7
+    big = pd.Series(np.array([1, 2**63 + 5], np.uint64))
+    assert exact_ids(big, "int")[1] == 1  # beyond int64: refused by row, never through float
+    assert exact_ids(pd.Series(["12", "9223372036854775807"]), "int")[0].tolist() == [12, 2**63 - 1]
+    assert exact_ids(pd.Series([3.0, 4.5]), "int")[1] == 1

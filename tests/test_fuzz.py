@@ -14,7 +14,7 @@ from poisongate.config import ValidateConfig
 from poisongate.data_gate import build_suite, validate_frame
 from poisongate.errors import PoisongateError
 from poisongate.schema import Schema, as_received, batch_problem, to_arrays
-from poisongate.tables import parse_table, write_table
+from poisongate.tables import Limits, parse_table, write_table
 
 SCHEMA = Schema(label="label", id="id", features=("a", "b"), classes=(0, 1, 2))
 REFERENCE = pd.DataFrame({"id": range(30), "label": [0, 1, 2] * 10, "a": np.linspace(0, 1, 30),
@@ -38,7 +38,7 @@ def assert_valid_dataset(frame: pd.DataFrame) -> None:
 def check(raw: bytes, suffix: str, tmp_path) -> None:
     """Parse, then admit: a clean error, a refusal, or a valid dataset. A refused batch can always be kept."""
     try:
-        frame = parse_table(raw, tmp_path / f"batch{suffix}", max_bytes=1 << 20)
+        frame = parse_table(raw, tmp_path / f"batch{suffix}", Limits(max_bytes=1 << 20))
     except PoisongateError as e:
         assert "\n" not in str(e) and "batch" in str(e)
         return

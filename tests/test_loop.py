@@ -64,7 +64,8 @@ def test_nights_accumulate_with_provenance_and_a_repeated_id_is_refused_naming_t
     assert f"{first['run_id']}  " in capsys.readouterr().out
     before = md5(ws.training)
 
-    with pytest.raises(GateRefused, match=f"ids already in the training set \\(first: run {first['run_id']}\\)"):
+    first_use = f"first in the training set, accepted by run {first['run_id']}"
+    with pytest.raises(GateRefused, match=f"ids already used \\({first_use}\\)"):
         night(ws, batch=0)  # the same batch again
     assert md5(ws.training) == before  # a refused night adds nothing
     again = read_table(ws.quarantine_store / f"{history.history(ws)[-1]['run_id']}.parquet")

@@ -49,7 +49,7 @@ def test_bad_batch_fails_naming_every_broken_expectation(suite, digits):
 
 def test_mass_out_of_range_values_refuse_the_batch(suite, digits):
     bad = digits["frames"][2][0].copy()
-    bad.loc[bad.index[: len(bad) // 5], "pixel_3_3"] = 500.0  # 20% > the 10% the suite tolerates
+    bad.loc[bad.index[: len(bad) // 5], "pixel_3_3"] = 500.0  # 20%: far more than a clean batch puts beyond the range
     result = validate_frame(bad, suite)
     assert not result["passed"]
     assert {f["column"] for f in result["failed"]} == {"pixel_3_3"}
@@ -144,7 +144,7 @@ def test_bounds_follow_the_batch_size_and_state_their_test(digits, config):
     assert kl_small["kwargs"]["threshold"] > kl_large["kwargs"]["threshold"] > 0
     meta = bounds(small, "expect_column_mean_to_be_between", "pixel_4_4")["meta"]
     assert meta["batch_rows"] == 50 and meta["reference_rows"] == len(reference)
-    assert meta["alpha"] == pytest.approx(config.validation.false_refusal_rate / (64 * 7 + 1))
+    assert meta["alpha"] == pytest.approx(config.validation.false_refusal_rate / (64 * 8 + 1))  # 8 tests per column
 
 
 def test_integer_valued_floats_are_not_a_type_failure(suite, digits):
@@ -181,3 +181,34 @@ def test_quantile_bands_hold_their_false_refusal_rate_for_discrete_data_at_any_s
         assert (below | above).mean() <= alpha + 3 * np.sqrt(alpha / trials)
     # a 13-row batch's maximum beats a 45-row reference's one time in four: that quantile has no upper bound
     assert quantile_ranks(45, 13, 0.001)[1][-1] == 46
+
+
+def test_user_strings_are_escaped_in_data_docs_and_the_markdown_report(suite, digits):
+    from poisongate.data_gate import data_docs_html, refusal, run_suite, summarize
+    from poisongate.reports import run_report
+
+    name = "<img src=x onerror=alert(1)>"
+    batch = digits["frames"][2][0].assign(**{name: 1.0})
+    result = run_suite(batch, suite)
+    page = data_docs_html(result)
+    assert "<img src=x" not in page and "&lt;img src=x" in page
+    summary = summarize(result)
+    assert {"unexpected": [name]} in [f["observed"] for f in summary["failed"]]  # the real name, for people
+    assert repr(name) in refusal(summary)
+    report = run_report.build("r1", {"ingest": {"rows": 3, "source": f"/feed/{name}|x`.csv"}, "validate": summary},
+                              f"batch refused: {refusal(summary)}", {}, "0" * 40)
+    text = run_report.markdown(report)
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text and "\\|x\\`" in text
+
+
+def test_rows_beyond_the_reference_range_hold_their_false_refusal_rate():
+    from poisongate.data_gate import rows_beyond_range
+
+    alpha, trials, n_ref, rows = 0.05, 4000, 53, 18
+    allowed = rows_beyond_range(n_ref, rows, alpha)
+    rng = np.random.default_rng(1)
+    ref, batch = rng.normal(size=(trials, n_ref)), rng.normal(size=(trials, rows))
+    outside = ((batch < ref.min(axis=1, keepdims=True)) | (batch > ref.max(axis=1, keepdims=True))).sum(axis=1)
+    assert (outside > allowed).mean() <= alpha + 3 * np.sqrt(alpha / trials)
+    assert (outside > allowed - 1).mean() > alpha  # and no looser than it needs to be
+    assert rows_beyond_range(30_000, 5_000, 1e-6) < rows_beyond_range(53, 5_000, 1e-6)  # a big reference is stricter

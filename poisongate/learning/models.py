@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from poisongate.config import Recipe
-from poisongate.errors import ConfigError, PoisongateError
+from poisongate.errors import REPAIR_REGISTRY, ConfigError, PoisongateError, RegistryDamaged
 from poisongate.schema import image_side
 
 
@@ -111,8 +111,12 @@ def load(path: Path) -> tuple[nnx.GraphDef, nnx.State, dict[str, Any]]:
         step = mngr.latest_step()
         if step is None:
             raise PoisongateError(f"{path}: no Orbax checkpoint here; restore it with `dvc pull` or retrain")
-        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        graphdef, params = nnx.split(build(meta))
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
-        params = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))["params"]
+        try:
+            meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            graphdef, params = nnx.split(build(meta))
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
+            params = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))["params"]
+        except Exception as e:  # tensorstore, JSON, shape errors: a damaged checkpoint, whichever part broke
+            detail = (str(e).splitlines() or [type(e).__name__])[0][:160]
+            raise RegistryDamaged(f"{path}: the checkpoint cannot be restored ({detail}); {REPAIR_REGISTRY}") from None
     return graphdef, params, meta

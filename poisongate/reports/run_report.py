@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from poisongate.reports import cell
+from poisongate.reports import cell, md
 from poisongate.workspace import Workspace, atomic_write_text
 
 MAX_ROWS_SHOWN = 50  # the markdown lists this many quarantined rows; the JSON lists them all
@@ -39,9 +39,9 @@ def build(run_id: str, summaries: dict[str, Any], verdict: str, dvc_hashes: dict
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["stages"]
-    lines = [f"# poisongate run {report['run_id']}", "", f"**Verdict:** {report['verdict']}", ""]
+    lines = [f"# poisongate run {report['run_id']}", "", f"**Verdict:** {md(report['verdict'])}", ""]
     ingest = s.get("ingest", {})
-    lines += [f"Incoming batch: {ingest.get('rows')} rows from `{ingest.get('source')}`"
+    lines += [f"Incoming batch: {ingest.get('rows')} rows from {md(ingest.get('source'))}"
               + (f", simulated attack `{ingest['attack']}` at rate {ingest['rate']}" if ingest.get("poisoned_ids")
                  else ""), ""]
 
@@ -50,8 +50,8 @@ def markdown(report: dict[str, Any]) -> str:
     if v:
         lines.append(f"{'PASSED' if v['passed'] else 'FAILED'}: {v['evaluated']} expectations evaluated, "
                      f"{len(v['failed'])} failed.")
-        lines += [f"- `{f['expectation']}` on `{f['column'] or 'table'}`: observed {f['observed']}"
-                  + (f" (error: {f['error']})" if f["error"] else "")
+        lines += [f"- `{f['expectation']}` on {md(f['column'] or 'table')}: observed {md(f['observed'])}"
+                  + (f" (error: {md(f['error'])})" if f["error"] else "")
                   for f in v["failed"]]
         if v.get("data_docs"):
             lines.append(f"\nGX Data Docs for this batch: [{v['data_docs']}](../{v['data_docs']})")
@@ -81,7 +81,7 @@ def markdown(report: dict[str, Any]) -> str:
         rows = f["quarantined_rows"]
         if rows:
             lines += ["", "| row id | reason |", "|---|---|"]
-            lines += [f"| {r['id']} | {r['reason']} |" for r in rows[:MAX_ROWS_SHOWN]]
+            lines += [f"| {md(r['id'])} | {md(r['reason'])} |" for r in rows[:MAX_ROWS_SHOWN]]
             if len(rows) > MAX_ROWS_SHOWN:
                 lines.append(f"| ... | {len(rows) - MAX_ROWS_SHOWN} more in the JSON report and the quarantine store |")
     else:
@@ -96,13 +96,13 @@ def markdown(report: dict[str, Any]) -> str:
 
     p = s.get("promote")
     if p:
-        lines += ["## Promotion gate (golden holdout)", "", f"**{p['reason']}**", "",
+        lines += ["## Promotion gate (golden holdout)", "", f"**{md(p['reason'])}**", "",
                   "| check | value | threshold | verdict |", "|---|---|---|---|"]
         lines += [f"| {c['check']} | {cell(c['value'])} | {c['threshold']} | "
                   f"{ {True: 'pass', False: 'FAIL', None: 'n/a (no champion)'}[c['passed']] } |" for c in p["checks"]]
         champ = p["champion"]
         lines += ["", "| class | candidate recall | champion recall |", "|---|---|---|"]
-        lines += [f"| {c} | {r:.4f} | {cell(champ['class_recall'][c]) if champ else 'n/a'} |"
+        lines += [f"| {md(c)} | {r:.4f} | {cell(champ['class_recall'][c]) if champ else 'n/a'} |"
                   for c, r in p["candidate"]["class_recall"].items()]
         lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | "
                   f"{cell(champ['accuracy']) if champ else 'n/a'} |", ""]

@@ -21,6 +21,7 @@ from poisongate.tables import read_table, write_table
 from poisongate.workspace import Workspace
 
 INGEST_REFUSAL = "batch refused at ingest: "
+ERROR = "error"  # the summary of a stage that failed (a broken champion, a full disk): {stage, reason}
 
 
 def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) -> int:
@@ -45,6 +46,8 @@ def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) ->
 
 def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
     i, v, f, p = summaries.get("ingest"), summaries.get("validate"), summaries.get("filter"), summaries.get("promote")
+    if ERROR in summaries:
+        return False, f"stage {summaries[ERROR]['stage']} failed: {summaries[ERROR]['reason']}"
     if i and i.get("passed") is False:
         return False, INGEST_REFUSAL + i["reason"]
     if v and not v["passed"]:
@@ -73,13 +76,16 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     passed, text = verdict(summaries)
     pictures = plots.write(ws, summaries, config)
     # dvc.lock records what the stages read: the training set before tonight's rows are appended
-    versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False])
+    # a damaged registry is not versioned as it is: `dvc checkout registry` then brings back the last good one
+    damaged = summaries.get(ERROR, {}).get("registry_damaged")
+    stores = tuple(s for s in versioning.STORES if not (damaged and s == "registry"))
+    versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False], stores)
     if passed and "promote" in summaries:
         write_table(training_set.stamp(read_table(ws.clean), run_id), ws.training)
     versioning.track_training_set(ws)
     full = run_report.build(run_id, summaries, text, versioning.hashes(ws), git_parent)
     full["run_options"] = options
-    full["champion"] = registry.champion_id(ws)  # the champion after this run: what a rollback to it restores
+    full["champion"] = registry.champion_id(ws, strict=False)  # after this run: what a rollback to it restores
     full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
     markdown = run_report.write(ws, full)
     commit = versioning.commit_and_push(ws, f"poisongate run {run_id}: {text}")

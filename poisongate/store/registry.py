@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from poisongate.errors import REPAIR_REGISTRY, RegistryDamaged
 from poisongate.workspace import Workspace, atomic_write_text
 
 
@@ -36,9 +37,21 @@ def ensure_pointer(ws: Workspace) -> None:
         atomic_write_text(ws.registry / "champion.json", json.dumps({"run_id": None}, indent=1) + "\n")
 
 
-def champion_id(ws: Workspace) -> str | None:
+def champion_id(ws: Workspace, strict: bool = True) -> str | None:
+    """The champion's run id (None: no champion yet). A pointer that is not one is an error naming the repair, or
+    None where `strict` is off (the record step, which must finish)."""
     pointer = ws.registry / "champion.json"
-    return json.loads(pointer.read_text())["run_id"] if pointer.exists() else None
+    if not pointer.exists():
+        return None
+    try:
+        run_id = json.loads(pointer.read_text())["run_id"]
+        if run_id is not None and not (ws.registry / str(run_id) / "checkpoint").is_dir():
+            raise ValueError(f"registry/{run_id}/checkpoint is missing")
+        return run_id
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        if not strict:
+            return None
+        raise RegistryDamaged(f"{pointer}: not a valid champion pointer ({str(e)[:120]}); {REPAIR_REGISTRY}") from None
 
 
 def set_champion(ws: Workspace, run_id: str, **why: Any) -> None:

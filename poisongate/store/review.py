@@ -51,7 +51,7 @@ def reason_kinds(reasons: pd.Series) -> dict[str, int]:
     """Quarantined rows per kind of reason: each flagging detector, a repeated id, or the whole-batch refusal."""
     kinds: dict[str, int] = {}
     patterns = {name: re.compile(rf"(?:^|; ){re.escape(name)} ") for name in DETECTORS}
-    patterns["repeated id"] = re.compile("id already in the training set")
+    patterns["repeated id"] = re.compile("id already in the (training set|golden holdout)")
     patterns["batch refused"] = re.compile("^batch refused")
     for kind, pattern in patterns.items():
         count = int(reasons.str.contains(pattern).sum())
@@ -119,11 +119,11 @@ def release(ws: Workspace, data: DataConfig, run_id: str, ids_file: Path | None,
     if problem:
         raise PoisongateError(problem)
     training = read_table(ws.training)
-    earlier = training_set.first_runs(training, row_ids(chosen, schema), schema)
+    earlier = training_set.first_runs(training, row_ids(chosen, schema), schema, read_table(ws.holdout))
     if pd.notna(earlier).any():
         i = int(np.flatnonzero(pd.notna(earlier))[0])
-        raise PoisongateError(f"{path}: id {row_ids(chosen, schema)[i]!r} is already in the training set "
-                              f"(accepted by run {earlier[i]}); release only rows that are not")
+        raise PoisongateError(f"{path}: id {row_ids(chosen, schema)[i]!r} is already "
+                              f"{training_set.owner(earlier[i])}; release only rows that are not")
     ingest = json.loads((ws.runs / f"{run_id}.json").read_text())["stages"].get("ingest", {})
     entry = _entry(by, why, run_id=run_id, ids=[i.item() if hasattr(i, "item") else i
                                                 for i in row_ids(chosen, schema)])

@@ -6,9 +6,14 @@ append-only stores (registry/, quarantine/) stay as they are: only the champion 
 is itself recorded (rollbacks/<time>.json, a git commit) and the runs after the target are marked revoked."""
 from __future__ import annotations
 
+import filecmp
 import json
+import os
+import shutil
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from poisongate.errors import PoisongateError
@@ -48,6 +53,32 @@ def restore_dataset(ws: Workspace, commit: str) -> dict[str, str]:
     return verified
 
 
+ASIDE = "set-aside"  # files a checkout would delete, kept: nothing unversioned is lost
+
+
+@contextmanager
+def kept_aside(ws: Workspace, stores: tuple[str, ...]):
+    """Around a forced checkout of the stores: every file it deletes or changes is kept under
+    set-aside/<time>/<store>/... and listed (the yielded list, filled on exit)."""
+    staging = ws.path(ASIDE, new_run_id())
+    before = [f for store in stores for f in ws.path(store).rglob("*") if f.is_file()]
+    for f in before:  # hard links: instant, and they keep the old bytes when checkout replaces the file
+        (staging / f.relative_to(ws.root)).parent.mkdir(parents=True, exist_ok=True)
+        os.link(f, staging / f.relative_to(ws.root))
+    kept: list[Path] = []
+    try:
+        yield kept
+    finally:
+        for f in before:
+            copy = staging / f.relative_to(ws.root)
+            if f.is_file() and filecmp.cmp(f, copy, shallow=False):
+                copy.unlink()
+            else:
+                kept.append(copy)
+        if not kept:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def checkout(ws: Workspace, *targets: str) -> None:
     """Make the workspace match the .dvc/dvc.lock files: from the local cache, else from the remote."""
     try:
@@ -59,7 +90,10 @@ def checkout(ws: Workspace, *targets: str) -> None:
 def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
     versioning.init(ws)  # a fresh clone may lack a git identity
     progress("checking out the registry")
-    checkout(ws, *versioning.STORES)  # the registry holds the champion pointer and every model
+    with kept_aside(ws, versioning.STORES) as aside:
+        checkout(ws, *versioning.STORES)  # the registry holds the champion pointer and every model
+    if aside:  # a run killed before it was recorded left them; they are not deleted
+        progress(f"{len(aside)} files no DVC version holds are kept under {ASIDE}/, e.g. {aside[0]}")
     rows = history.history(ws)
     current = registry.champion_id(ws)
     target = choose_target(rows, current, to)

@@ -31,6 +31,9 @@ def _executable(name: str) -> str:
     return str(beside) if beside.exists() else name
 
 
+FULL_DISK_BYTES = 1 << 20  # a git or DVC command that fails with less free space than this failed for want of it
+
+
 def run(ws: Workspace, *args: str) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # dvc repro finds poisongate
@@ -38,8 +41,11 @@ def run(ws: Workspace, *args: str) -> str:
     proc = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise PoisongateError(f"{ws.root}: `{' '.join(args)}` failed ({lines[-1] if lines else proc.returncode}); "
-                              "fix the workspace and rerun")
+        detail = lines[-1] if lines else proc.returncode
+        fix = "fix the workspace and rerun"
+        if os.statvfs(ws.root).f_bavail * os.statvfs(ws.root).f_frsize < FULL_DISK_BYTES:  # git says "write error"
+            detail, fix = f"No space left on device: {detail}", "free disk space, then run again"
+        raise PoisongateError(f"{ws.root}: `{' '.join(args)}` failed ({detail}); {fix}")
     return proc.stdout
 
 
@@ -82,11 +88,11 @@ def _ignore(ws: Workspace, *patterns: str) -> None:
     path.write_text("\n".join(lines + [p for p in patterns if p not in lines]) + "\n")
 
 
-def record(ws: Workspace, stages: list[str]) -> None:
+def record(ws: Workspace, stages: list[str], stores: tuple[str, ...] = STORES) -> None:
     """Record the outputs the run produced in dvc.lock and the stores' .dvc files (no git commit yet)."""
     if stages:
         run(ws, "dvc", "commit", "-f", "-q", *stages)
-    run(ws, "dvc", "add", "-q", *STORES)
+    run(ws, "dvc", "add", "-q", *stores)
 
 
 def track_training_set(ws: Workspace) -> None:
