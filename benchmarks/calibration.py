@@ -175,10 +175,12 @@ def main() -> None:
     if not args.skip_loop:
         for name in args.loop_datasets or names:
             result["loop"].append(clean_nights(name, *data[name], args.nights))
+            write(result, args.out)  # dataset by dataset: a long run cut short keeps what it measured
     if not args.skip_attacks:
         config = load(ROOT / "params.yaml")
         for name in names:
             result["attacks"] += attacks_on(name, *data[name], args.rates, args.attacks or sorted(ATTACKS), config)
+            write(result, args.out)
     nights = [n for d in result["loop"] for n in d["nights"]]
     rows = sum(n["batch_rows"] for n in nights)
     result["summary"] = {
@@ -190,8 +192,12 @@ def main() -> None:
         "attack_cells_beating_baseline": sum(bool(c.get("beats_baseline")) for c in result["attacks"]),
     }
     print(json.dumps(result["summary"], indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write(result, args.out)
+
+
+def write(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
