@@ -97,7 +97,8 @@ def main() -> None:
     write_table(reference, ws.reference)
 
     def run(source: Path, **data) -> tuple[str, str, int, int, float]:
-        changed = config.replace("data", source=str(source), max_bytes=MAX_BYTES, max_rows=MAX_ROWS,
+        changed = config.replace("data", source=str(source), reference="reference.csv", holdout="holdout.csv",
+                                 max_bytes=MAX_BYTES, max_rows=MAX_ROWS,
                                  **data)  # sha256: merged by key
         return timed_ingest(ws, changed, args.repeats)
 
