@@ -35,12 +35,14 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
     with workspace_lock(ws, config.data.lock_timeout_s):  # a second run on the workspace waits for the first
         versioning.init(ws)
         run_id = new_run_id()
+        record.mark_started(ws, run_id)
         summaries: dict[str, Any] = {}
         for name in (RETRAIN_ONLY if retrain_only else STAGES):
             try:
                 summaries[name] = stage_task.with_options(name=name)(ws, name, config)
             except PoisongateError as e:
                 if name in BEFORE_THE_BATCH:  # nothing read yet, nothing to keep
+                    record.mark_started(ws, run_id, started=False)
                     raise
                 # a broken champion, a full disk: the run is still recorded and its quarantine kept
                 summaries[record.ERROR] = {"stage": name, "passed": False, "reason": str(e),

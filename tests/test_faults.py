@@ -127,3 +127,18 @@ def test_rollback_keeps_what_no_dvc_version_holds(make_workspace):
     assert not orphan.exists() and (ws.quarantine_store / "recorded.parquet").read_bytes() == b"versioned"
     assert len(aside) == 1 and aside[0].read_bytes() == b"rows of a run killed before it was recorded"
     assert aside[0].is_relative_to(ws.path(ASIDE)) and aside[0].name == orphan.name
+
+
+def test_a_run_that_was_never_recorded_shows_in_history_as_crashed(make_workspace):
+    from poisongate.store import history, record
+
+    ws = make_workspace()
+    record.mark_started(ws, "20261201T020000000000Z")  # killed before anything else
+    (ws.quarantine_store / "20261202T020000000000Z.parquet").write_bytes(b"rows")  # killed inside `record`
+    rows = history.history(ws)
+    assert [(r["run_id"], r["decision"]) for r in rows] == [("20261201T020000000000Z", "crashed"),
+                                                            ("20261202T020000000000Z", "crashed")]
+    assert rows[1]["verdict"].endswith("it left quarantine") and not rows[0]["promoted"]
+    assert "crashed" in history.table(rows, None)
+    record.mark_started(ws, "20261201T020000000000Z", started=False)
+    assert [r["run_id"] for r in history.history(ws)] == ["20261202T020000000000Z"]

@@ -88,7 +88,8 @@ def released_rows(ws: Workspace) -> dict[str, int]:
 
 
 def history(ws: Workspace) -> list[dict[str, Any]]:
-    """Every recorded run, oldest first, with its commit and whether a rollback revoked it."""
+    """Every run, oldest first, with its commit and whether a rollback revoked it. A run that started but was never
+    recorded (killed, or the machine failed) is listed as `crashed`, with what it left."""
     commits, revoked, released = run_commits(ws), revoked_runs(ws), released_rows(ws)
     rows = []
     for path in sorted(ws.runs.glob("*.json")):
@@ -96,7 +97,30 @@ def history(ws: Workspace) -> list[dict[str, Any]]:
         run_id = report["run_id"]
         row = summarize(report, run_id in revoked, released.get(run_id, 0))
         rows.append({**row, "commit": commits.get(run_id), "revoked": run_id in revoked})
-    return rows
+    recorded = {r["run_id"] for r in rows}
+    return sorted(rows + [crashed(ws, run_id) for run_id in started_runs(ws) - recorded], key=lambda r: r["run_id"])
+
+
+STARTED = ".started"  # runs/<run_id>.started: written when a run begins, removed once it is recorded
+
+
+def started_runs(ws: Workspace) -> set[str]:
+    """Runs that began (their marker) or left a registry entry or a quarantine file."""
+    marked = {p.name[: -len(STARTED)] for p in ws.runs.glob(f"*{STARTED}")}
+    registered = {p.name for p in ws.registry.glob("2*") if p.is_dir()}
+    quarantined = {p.stem for p in ws.quarantine_store.glob("2*.parquet")}
+    return marked | registered | quarantined
+
+
+def crashed(ws: Workspace, run_id: str) -> dict[str, Any]:
+    left = [what for what, path in (("registry entry", ws.registry / run_id),
+                                    ("quarantine", ws.quarantine_store / f"{run_id}.parquet")) if path.exists()]
+    row = dict.fromkeys(("batch_rows", "accepted", "quarantined", "train_rows", "holdout_accuracy", "cv_mean_accuracy",
+                         "dataset_md5", "model_md5", "source_sha256", "attack", "champion_after", "commit"))
+    return {**row, "run_id": run_id, "date": run_time(run_id).strftime("%Y-%m-%d %H:%M:%S"), "decision": "crashed",
+            "released": 0, "source": "-", "promoted": False, "revoked": False,
+            "verdict": "ended before it was recorded (killed, or the machine failed); it left "
+                       + (", ".join(left) or "nothing")}
 
 
 def find(rows: list[dict[str, Any]], version: str) -> dict[str, Any]:

@@ -16,9 +16,9 @@ import pandas as pd
 from poisongate import data_gate, training_set
 from poisongate.config import Config
 from poisongate.reports import plots, run_report
-from poisongate.store import registry, versioning
+from poisongate.store import history, registry, versioning
 from poisongate.tables import read_table, write_table
-from poisongate.workspace import Workspace
+from poisongate.workspace import Workspace, atomic_write_text
 
 INGEST_REFUSAL = "batch refused at ingest: "
 ERROR = "error"  # the summary of a stage that failed (a broken champion, a full disk): {stage, reason}
@@ -63,6 +63,15 @@ def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
     return False, "run stopped before the promotion gate"
 
 
+def mark_started(ws: Workspace, run_id: str, started: bool = True) -> None:
+    """The marker `poisongate history` lists a run by until it is recorded (a killed run keeps it: `crashed`)."""
+    marker = ws.runs / f"{run_id}{history.STARTED}"
+    if started:
+        atomic_write_text(marker, run_id + "\n")
+    else:
+        marker.unlink(missing_ok=True)
+
+
 def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config,
            options: dict[str, Any]) -> dict[str, Any]:
     """Archive, register, version, report: done for every run, refused or not. `options` are the run's own
@@ -88,6 +97,7 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     full["champion"] = registry.champion_id(ws, strict=False)  # after this run: what a rollback to it restores
     full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
     markdown = run_report.write(ws, full)
+    mark_started(ws, run_id, started=False)
     commit = versioning.commit_and_push(ws, f"poisongate run {run_id}: {text}")
     return {"passed": passed, "verdict": text, "markdown": markdown, "commit": commit,
             "report": str(ws.runs / f"{run_id}.json")}
