@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from poisongate.reports import md
 from poisongate.workspace import Workspace
 
 
@@ -15,13 +16,14 @@ def publish(ws: Workspace, report_path: str | Path) -> None:
     report_path = Path(report_path)
     report = json.loads(report_path.read_text())
     create_markdown_artifact(markdown=report_path.with_suffix(".md").read_text(), key="poisongate-run-report",
-                             description=report["verdict"])
+                             description=md(report["verdict"]))
     s = report["stages"]
     if s.get("promote"):
         create_table_artifact(table=s["promote"]["checks"],
-                              key="poisongate-promotion-decision", description=s["promote"]["reason"])
+                              key="poisongate-promotion-decision", description=md(s["promote"]["reason"]))
     if s.get("filter", {}).get("quarantined_rows"):
-        create_table_artifact(table=[{"id": r["id"], "reason": r["reason"], **r["scores"]}
+        create_table_artifact(table=[{"id": r["id"] if isinstance(r["id"], int) else md(r["id"]),
+                                      "reason": md(r["reason"]), **r["scores"]}
                                      for r in s["filter"]["quarantined_rows"]],
                               key="poisongate-quarantined-rows", description=f"run {report['run_id']}")
     docs = s.get("validate", {}).get("data_docs")

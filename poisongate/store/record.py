@@ -83,12 +83,13 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     if "promote" in summaries:
         registry.register_candidate(ws, run_id, summaries["promote"])
     passed, text = verdict(summaries)
-    pictures = plots.write(ws, summaries, config)
-    # dvc.lock records what the stages read: the training set before tonight's rows are appended
-    # a damaged registry is not versioned as it is: `dvc checkout registry` then brings back the last good one
+    # Archive first: the quarantine and the registry entry are versioned before anything that may still fail.
+    # dvc.lock records what the stages read: the training set before tonight's rows are appended. A damaged
+    # registry is not versioned as it is: `dvc checkout registry` then brings back the last good one.
     damaged = summaries.get(ERROR, {}).get("registry_damaged")
     stores = tuple(s for s in versioning.STORES if not (damaged and s == "registry"))
     versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False], stores)
+    pictures = plots.write(ws, summaries, config)
     if passed and "promote" in summaries:
         write_table(training_set.stamp(read_table(ws.clean), run_id), ws.training)
     versioning.track_training_set(ws)

@@ -89,10 +89,11 @@ def _ignore(ws: Workspace, *patterns: str) -> None:
 
 
 def record(ws: Workspace, stages: list[str], stores: tuple[str, ...] = STORES) -> None:
-    """Record the outputs the run produced in dvc.lock and the stores' .dvc files (no git commit yet)."""
+    """Record the stores' .dvc files (first: the quarantine is kept whatever fails next), then the outputs the run
+    produced in dvc.lock (no git commit yet)."""
+    run(ws, "dvc", "add", "-q", *stores)
     if stages:
         run(ws, "dvc", "commit", "-f", "-q", *stages)
-    run(ws, "dvc", "add", "-q", *stores)
 
 
 def track_training_set(ws: Workspace) -> None:
