@@ -4,9 +4,8 @@ on), data/quarantine.parquet (every flagged row as received, with its reasons an
 (every incoming row's scores and flags).
 
 A row whose id is already in the training set or the golden holdout is quarantined, naming the run that accepted
-it first (or the holdout). A batch
-whose quarantined share passes filter.max_quarantine_share is refused whole: all of it goes to quarantine and no
-clean dataset is written."""
+it first (or the holdout). A batch whose quarantined share passes filter.max_quarantine_share is refused whole: all
+of it goes to quarantine and no clean dataset is written."""
 from __future__ import annotations
 
 import json

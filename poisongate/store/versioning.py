@@ -43,7 +43,8 @@ def run(ws: Workspace, *args: str) -> str:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         detail = lines[-1] if lines else proc.returncode
         fix = "fix the workspace and rerun"
-        if os.statvfs(ws.root).f_bavail * os.statvfs(ws.root).f_frsize < FULL_DISK_BYTES:  # git says "write error"
+        disk = os.statvfs(ws.root)
+        if disk.f_bavail * disk.f_frsize < FULL_DISK_BYTES:  # git itself only says "write error"
             detail, fix = f"No space left on device: {detail}", "free disk space, then run again"
         raise PoisongateError(f"{ws.root}: `{' '.join(args)}` failed ({detail}); {fix}")
     return proc.stdout
