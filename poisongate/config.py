@@ -204,6 +204,7 @@ class PromoteConfig(Section):
     min_accuracy: Share | None  # absolute floors: off (null) by default, the data's own floor is the baseline
     min_class_recall: Share | None
     max_accuracy_drop: Share | None  # practical margin vs the champion, beyond any test
+    class_recall_margin: Share = 0.0  # per-class tests refuse only a recall drop significantly beyond this
     max_loss_spikes: Annotated[int, Field(ge=0)] | None  # null: loss spikes are reported, not refused
 
 

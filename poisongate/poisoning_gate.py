@@ -116,38 +116,44 @@ def tail_quantile(scores: np.ndarray, q: float, tail: float = 0.1, min_beyond: i
 
 
 def conformal_p(calibration: np.ndarray, scores: np.ndarray, floor: float = -np.inf, tail: float = 0.1,
-                min_beyond: int = 5) -> np.ndarray:
+                min_beyond: int = 5, leave_one_out: bool = False) -> np.ndarray:
     """Split-conformal p-values (Bates et al. 2023): (1 + #{calibration >= s}) / (n + 1), with `calibration` the
     out-of-sample scores of trusted rows. Past the calibration's top `min_beyond` scores, where a rank says only
-    "about 1/n", the p-value of an exponential fit to the top `tail` share (peaks over a threshold, as
-    tail_quantile) is used when smaller, so an extreme row is told from a merely rare one. A score at or below
-    `floor` (what a detector never flags) gets 1; a NaN score, 0."""
+    "about 1/n", the smaller p-value of a fitted tail (`predictive_tail`) is used, so an extreme row is told
+    from a merely rare one. `leave_one_out`: the scores are the calibration itself, each judged against the
+    others, as a batch row with that score would be (judged against a set holding itself, the top trusted row's
+    p would double at 50 rows, and anything calibrated on the trusted rows' p-values would be too lenient). A
+    score at or below `floor` (what a detector never flags) gets 1; a NaN score, 0."""
     cal = np.sort(np.asarray(calibration, np.float64))
     s = np.asarray(scores, np.float64)
-    n = len(cal)
-    if not n:
+    n = len(cal) - int(leave_one_out)  # the rows each score is judged against
+    if n < 1:
         return np.ones(len(s))
-    beyond = n - np.searchsorted(cal, s, side="left")
+    beyond = len(cal) - np.searchsorted(cal, s, side="left") - int(leave_one_out)
     p = (1.0 + beyond) / (n + 1.0)
     start = float(np.quantile(cal, 1.0 - tail))
-    excess = cal[cal > start] - start
-    if len(excess) >= min_beyond and excess.mean() > 0:
-        fitted = (len(excess) + 1.0) / (n + 1.0) * pareto_tail(excess, np.maximum(s - start, 0.0))
+    top = cal[cal > start]
+    if len(top) - int(leave_one_out) >= min_beyond:
+        own = (s > start) if leave_one_out else np.zeros(len(s), bool)  # a row in the tail leaves its fit
+        fitted = predictive_tail(top, start, s, own, n)
         p = np.where(beyond < min_beyond, np.minimum(p, fitted), p)
     p = np.where(s <= floor, 1.0, p)
     return np.where(np.isnan(s), 0.0, p)
 
 
-def pareto_tail(excess: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """P(excess > x) under a generalised Pareto fit to the excesses (peaks over a threshold; scipy), its shape
-    kept >= 0: a heavy tail (a Mahalanobis distance, a squared projection) is never modelled lighter than an
-    exponential one, which would call rare trusted-like rows impossible."""
-    from scipy.stats import genpareto
-
-    shape, _, scale = genpareto.fit(excess, floc=0.0)
-    if shape < 0:
-        shape, scale = 0.0, float(np.mean(excess))
-    return genpareto.sf(x, shape, loc=0.0, scale=scale)
+def predictive_tail(top: np.ndarray, start: float, s: np.ndarray, own: np.ndarray, n: int) -> np.ndarray:
+    """P(score >= s) past `start` from the k trusted scores beyond it, with the fit's own uncertainty: for k
+    exponential excesses of unknown scale, (1 + x / sum of excesses)^-k is an exact p-value (x / (x + sum) is
+    Beta(1, k)), where plugging in the fitted scale calls rare rows impossible when k is 5. On log excesses
+    (start > 0) the same holds exactly for a Pareto tail (Hill) and errs safe for any lighter one: a
+    Mahalanobis distance with an estimated covariance has a polynomial tail. Rows in `own` are left out of the
+    sums they are judged by. Times the conformal share beyond `start`, (k + 1) / (n + 1)."""
+    log = start > 0
+    excess = np.log(top / start) if log else top - start
+    x = np.log(np.maximum(s, start) / start) if log else np.maximum(s - start, 0.0)
+    k = len(top) - own.astype(np.float64)
+    total = np.maximum(excess.sum() - np.where(own, x, 0.0), 1e-300)
+    return (k + 1.0) / (n + 1.0) * (1.0 + x / total) ** -k
 
 
 def calibrate(detector: Detector, X: np.ndarray, y: np.ndarray, fpr: float, folds: int, seed: int) -> float:
@@ -265,7 +271,7 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
             if d.transductive:
                 thresholds[name] = calibrate_on(d, d.trusted_scores, fprs[name])
         p = {name: fitted[name].p_values(fitted[name].calibration, scores[name]) for name in fitted}
-        own = {name: fitted[name].p_values(fitted[name].calibration, fitted[name].calibration) for name in rows}
+        own = {name: fitted[name].trusted_p_values(fitted[name].calibration) for name in rows}
         combined = combine(own, {name: p[name] for name in rows}, {name: fitted[name].family for name in rows})
     else:
         thresholds = {name: batch_threshold(scores[name], fprs[name], d.min_threshold) for name, d in fitted.items()}

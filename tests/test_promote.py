@@ -3,7 +3,7 @@ seeded draws, at two holdout sizes), powerful on a planted drop, a lost class an
 import numpy as np
 import pytest
 
-from poisongate.promotion import decide, mcnemar
+from poisongate.promotion import decide, mcnemar, paired_margin_p
 
 CLASSES = tuple(range(10))
 
@@ -139,3 +139,38 @@ def test_mcnemar_is_the_exact_binomial_on_disagreements():
     lost, won = np.array([True] * 9 + [False] * 11), np.array([False] * 9 + [True] + [False] * 10)
     assert mcnemar(lost, won) == pytest.approx(10 / 1024 + 1 / 1024)  # P(X >= 9), X ~ Bin(10, 1/2)
     assert mcnemar(np.zeros(5, bool), np.zeros(5, bool)) == 1.0
+
+
+@pytest.mark.parametrize("rows, lost, won", [(300, 0.06, 0.04), (6000, 0.08, 0.06)])
+def test_the_class_margin_test_holds_its_level_at_the_margin(rows, lost, won):
+    """Drop exactly at the 0.02 margin: the score test rejects at most its level (binomial slack), at two sizes."""
+    rng = np.random.default_rng(rows)
+    p = []
+    for _ in range(2000):
+        u = rng.random(rows)
+        p.append(paired_margin_p(u < lost, (u >= lost) & (u < lost + won), 0.02))
+    for level in (0.05, 0.01):
+        assert np.mean(np.asarray(p) < level) <= level + 3 * np.sqrt(level / 2000), level
+
+
+def test_a_class_boundary_moved_by_a_point_is_promoted_a_lost_class_is_not(cfg):
+    """A large holdout (6,000 rows per class): one class 1.5 points down, another up, overall equal. McNemar alone
+    calls that significant; beyond promote.class_recall_margin it is not. Ten points down in one class still is."""
+    classes = (0, 1, 2)
+    y = np.repeat(np.arange(3), 6000)
+    rng = np.random.default_rng(9)
+    champion = np.where(rng.random(len(y)) < 0.9, y, (y + 1) % 3)
+    def moved(points):
+        candidate = champion.copy()
+        right = {c: np.flatnonzero((y == c) & (champion == y)) for c in (1, 2)}
+        wrong2 = np.flatnonzero((y == 2) & (champion != y))
+        candidate[right[1][: int(points * 6000)]] = 0  # class 1 loses
+        candidate[wrong2[: int(points * 6000)]] = 2  # class 2 gains as much
+        return candidate
+    strict = cfg.model_copy(update={"class_recall_margin": 0.0, "max_accuracy_drop": None})
+    assert not decide(y, classes, moved(0.015), champion, champion, CLEAN_CV, strict)["passed"]
+    assert cfg.class_recall_margin == 0.02
+    assert decide(y, classes, moved(0.015), champion, champion, CLEAN_CV, cfg)["passed"]
+    lost = decide(y, classes, moved(0.10), champion, champion, CLEAN_CV, cfg)
+    check = next(c for c in lost["checks"] if c["check"].startswith("no class worse than with the champion"))
+    assert check["passed"] is False and "class 1" in check["check"] and "margin of 0.02" in check["check"]

@@ -63,6 +63,12 @@ class Detector:
 
         return conformal_p(calibration, scores, floor=self.min_threshold)
 
+    def trusted_p_values(self, calibration: np.ndarray) -> np.ndarray:
+        """Each trusted row's p-value against the other trusted rows (what the combined p-value is calibrated on)."""
+        from poisongate.poisoning_gate import conformal_p
+
+        return conformal_p(calibration, calibration, floor=self.min_threshold, leave_one_out=True)
+
     def center_scale(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return robust_center_scale(X, self.options.scale_floor)
 
