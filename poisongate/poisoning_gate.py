@@ -116,14 +116,15 @@ def tail_quantile(scores: np.ndarray, q: float, tail: float = 0.1, min_beyond: i
 
 
 def conformal_p(calibration: np.ndarray, scores: np.ndarray, floor: float = -np.inf, tail: float = 0.1,
-                min_beyond: int = 5, leave_one_out: bool = False) -> np.ndarray:
+                min_beyond: int = 5, leave_one_out: bool = False, light_tail: bool = False) -> np.ndarray:
     """Split-conformal p-values (Bates et al. 2023): (1 + #{calibration >= s}) / (n + 1), with `calibration` the
     out-of-sample scores of trusted rows. Past the calibration's top `min_beyond` scores, where a rank says only
-    "about 1/n", the smaller p-value of a fitted tail (`predictive_tail`) is used, so an extreme row is told
-    from a merely rare one. `leave_one_out`: the scores are the calibration itself, each judged against the
-    others, as a batch row with that score would be (judged against a set holding itself, the top trusted row's
-    p would double at 50 rows, and anything calibrated on the trusted rows' p-values would be too lenient). A
-    score at or below `floor` (what a detector never flags) gets 1; a NaN score, 0."""
+    "about 1/n", the smaller p-value of a fitted tail (`predictive_tail`, on log excesses unless `light_tail`)
+    is used, so an extreme row is told from a merely rare one. `leave_one_out`: the scores are the calibration
+    itself, each judged against the others, as a batch row with that score would be (judged against a set
+    holding itself, the top trusted row's p would double at 50 rows, and anything calibrated on the trusted
+    rows' p-values would be too lenient). A score at or below `floor` (what a detector never flags) gets 1; a
+    NaN score, 0."""
     cal = np.sort(np.asarray(calibration, np.float64))
     s = np.asarray(scores, np.float64)
     n = len(cal) - int(leave_one_out)  # the rows each score is judged against
@@ -135,20 +136,20 @@ def conformal_p(calibration: np.ndarray, scores: np.ndarray, floor: float = -np.
     top = cal[cal > start]
     if len(top) - int(leave_one_out) >= min_beyond:
         own = (s > start) if leave_one_out else np.zeros(len(s), bool)  # a row in the tail leaves its fit
-        fitted = predictive_tail(top, start, s, own, n)
+        fitted = predictive_tail(top, start, s, own, n, log=not light_tail and start > 0)
         p = np.where(beyond < min_beyond, np.minimum(p, fitted), p)
     p = np.where(s <= floor, 1.0, p)
     return np.where(np.isnan(s), 0.0, p)
 
 
-def predictive_tail(top: np.ndarray, start: float, s: np.ndarray, own: np.ndarray, n: int) -> np.ndarray:
+def predictive_tail(top: np.ndarray, start: float, s: np.ndarray, own: np.ndarray, n: int, log: bool) -> np.ndarray:
     """P(score >= s) past `start` from the k trusted scores beyond it, with the fit's own uncertainty: for k
     exponential excesses of unknown scale, (1 + x / sum of excesses)^-k is an exact p-value (x / (x + sum) is
-    Beta(1, k)), where plugging in the fitted scale calls rare rows impossible when k is 5. On log excesses
-    (start > 0) the same holds exactly for a Pareto tail (Hill) and errs safe for any lighter one: a
-    Mahalanobis distance with an estimated covariance has a polynomial tail. Rows in `own` are left out of the
-    sums they are judged by. Times the conformal share beyond `start`, (k + 1) / (n + 1)."""
-    log = start > 0
+    Beta(1, k)), where plugging in the fitted scale calls rare rows impossible when k is 5; it errs safe for
+    lighter tails (bounded scores). On log excesses (`log`, start > 0) the same holds exactly for a Pareto tail
+    (Hill) and errs safe for any lighter one: a Mahalanobis distance with an estimated covariance has a
+    polynomial tail. Rows in `own` are left out of the sums they are judged by. Times the conformal share beyond
+    `start`, (k + 1) / (n + 1)."""
     excess = np.log(top / start) if log else top - start
     x = np.log(np.maximum(s, start) / start) if log else np.maximum(s - start, 0.0)
     k = len(top) - own.astype(np.float64)

@@ -36,6 +36,9 @@ class Detector:
     # fit, set by score() as `trusted_scores`, are its calibration: exchangeable with the batch's under the null,
     # where scores from a separate fit are not (another network, another spread).
     transductive: ClassVar[bool] = False
+    # Scores bounded or lighter-tailed than an exponential (a share of neighbours, a probability margin): the
+    # conformal tail may be fitted as exponential. Otherwise it is fitted as Pareto, safe for any tail.
+    light_tail: ClassVar[bool] = False
     min_threshold: float = -np.inf  # a floor under the calibrated threshold (e.g. a cap on copies)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -61,13 +64,14 @@ class Detector:
         """Each score's p-value against the trusted rows' out-of-sample scores (conformal, poisoning_gate)."""
         from poisongate.poisoning_gate import conformal_p
 
-        return conformal_p(calibration, scores, floor=self.min_threshold)
+        return conformal_p(calibration, scores, floor=self.min_threshold, light_tail=self.light_tail)
 
     def trusted_p_values(self, calibration: np.ndarray) -> np.ndarray:
         """Each trusted row's p-value against the other trusted rows (what the combined p-value is calibrated on)."""
         from poisongate.poisoning_gate import conformal_p
 
-        return conformal_p(calibration, calibration, floor=self.min_threshold, leave_one_out=True)
+        return conformal_p(calibration, calibration, floor=self.min_threshold, leave_one_out=True,
+                           light_tail=self.light_tail)
 
     def center_scale(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return robust_center_scale(X, self.options.scale_floor)

@@ -20,6 +20,7 @@ class ConfidentLearning(Detector):
     description = "label flips: an out-of-fold model (folds vmapped) confidently predicts another class"
     reason = "out-of-fold model confidently predicts another label"
     family = "labels"
+    light_tail = True  # a bounded score
     Options = ConfidentLearningOptions
     transductive = True
     min_threshold = 0.0  # never flag a row whose given label still beats every other class

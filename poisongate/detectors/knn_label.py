@@ -30,6 +30,7 @@ class KNNLabel(Detector):
                    "whose label differs")
     reason = "label disagrees with its nearest trusted neighbours"
     family = "labels"
+    light_tail = True  # a bounded score
     Options = KNNOptions
     row_wise = True
 
