@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -22,15 +20,11 @@ def environment(tmp: Path) -> dict[str, str]:
 
 
 def workspace(tmp: Path, env: dict[str, str], data: dict[str, Any] | None = None) -> Path:
-    """tmp/ws: the shipped params.yaml (with `data` settings over it), the project's dvc.yaml with its code deps
-    pointing at this checkout, git + DVC initialised with a remote in tmp/remote."""
+    """tmp/ws as `poisongate init` writes it (the shipped params.yaml with `data` settings over it, the project's
+    dvc.yaml with its code deps at this checkout, git + DVC) with a remote in tmp/remote."""
     ws = tmp / "ws"
-    ws.mkdir()
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(data or {})
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (ws / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text().replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
-    subprocess.run([BIN / "poisongate", "--workspace", ws, "init", "--remote", tmp / "remote"], check=True, env=env,
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in (data or {}).items()]
+    subprocess.run([BIN / "poisongate", "init", ws, *flags, "--remote", tmp / "remote"], check=True, env=env,
                    capture_output=True)
     return ws
 

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,20 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def workspace_dvc_yaml(root: Path) -> None:
-    """The project's dvc.yaml in a workspace outside the checkout: its code deps point at the checkout (as
-    tests/conftest.py's helper of the same name does)."""
-    text = (ROOT / "dvc.yaml").read_text()
-    assert "\n  - code: .\n" in text
-    (root / "dvc.yaml").write_text(text.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
-
-
 def fresh_workspace(tmp: Path) -> Path:
     ws = tmp / "ws"
-    ws.mkdir()
-    shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
-    workspace_dvc_yaml(ws)
-    subprocess.run([BIN / "poisongate", "--workspace", ws, "init", "--remote", tmp / "remote"], check=True)
+    subprocess.run([BIN / "poisongate", "init", ws, "--remote", tmp / "remote"], check=True)
     return ws
 
 

@@ -40,14 +40,6 @@ from poisongate.workspace import Workspace  # noqa: E402
 from tasks import ingest  # noqa: E402
 
 
-def workspace_dvc_yaml(root: Path) -> None:
-    """The project's dvc.yaml in a workspace outside the checkout: its code deps point at the checkout (as
-    tests/conftest.py's helper of the same name does)."""
-    text = (ROOT / "dvc.yaml").read_text()
-    assert "\n  - code: .\n" in text
-    (root / "dvc.yaml").write_text(text.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
-
-
 def timed_ingest(ws: Workspace, config: Config, repeats: int) -> tuple[str, str, int, int, float]:
     """(outcome, one-line message, rows read, rows kept for quarantine, median seconds) of ingesting the source."""
     seconds = []
@@ -146,10 +138,7 @@ def main() -> None:
         from test_crash import KILL_AFTER, crash_campaign
 
         root = tmp / "crash" / "ws"
-        root.mkdir(parents=True)
-        shutil.copy(ROOT / "params.yaml", root / "params.yaml")
-        workspace_dvc_yaml(root)
-        versioning.init(Workspace(root), remote=str(tmp / "crash" / "remote"))
+        versioning.init(Workspace(root), remote=str(tmp / "crash" / "remote"))  # as `poisongate init` writes it
         start = time.perf_counter()
         env = {**os.environ, "PREFECT_HOME": str(tmp / "crash" / "prefect"),
                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # `poisongate` and `dvc` of this environment

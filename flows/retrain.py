@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import publish
 from poisongate import config as configuration
 from poisongate.errors import GateRefused, PoisongateError, RegistryDamaged
+from poisongate.reports import console
 from poisongate.store import record, versioning
 from poisongate.store.lock import workspace_lock
 from poisongate.workspace import Workspace, new_run_id
@@ -24,6 +25,12 @@ stage_task = task(run_stage, cache_policy=NO_CACHE)
 finish_task = task(record.finish, name="record", cache_policy=NO_CACHE)
 RETRAIN_ONLY = ("train", "crossval", "promote")  # on the dataset in the workspace, e.g. after a rollback
 BEFORE_THE_BATCH = ("reference", "expectations", "ingest")  # a failure here raises: no batch was read
+
+
+def say(line: str) -> None:
+    """A line for the Prefect run log (UI, `--verbose`) and the CLI's console."""
+    get_run_logger().info(line)
+    console.show(line)
 
 
 @flow(name="retrain", log_prints=True)
@@ -48,11 +55,13 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
                 summaries[record.ERROR] = {"stage": name, "passed": False, "reason": str(e),
                                            "registry_damaged": isinstance(e, RegistryDamaged)}
                 break
+            say(console.stage_line(name, summaries[name]))
             if summaries[name].get("passed") is False:
                 break
         outcome = finish_task(ws, run_id, summaries, config, options)
+        say(console.stage_line("record", {"passed": None, **outcome}))
     publish(ws, outcome["report"])
-    print(f"run {run_id}: {outcome['verdict']} (report {outcome['report']})")
+    say(f"run {run_id}: {outcome['verdict']} (report {outcome['report']})")
     if not outcome["passed"]:
         raise GateRefused(outcome["verdict"])
     return {k: v for k, v in outcome.items() if k != "markdown"}

@@ -6,3 +6,13 @@ red team. The stages that use it are in tasks/, the Prefect flows that wire them
 
 # The pipeline's stages in order: each is tasks/<name>.py and the dvc.yaml stage of that name.
 STAGES = ("reference", "ingest", "expectations", "validate", "filter", "campaign", "train", "crossval", "promote")
+
+# Per-row parts of a stage summary: kept out of the JSON files git holds (reports/<stage>.json, runs/<id>.json), or
+# a year of nights puts millions of lines into history. The rows are in quarantine/ and scores/ (DVC), the
+# histograms reproducible from scores/.
+PER_ROW = ("quarantined_rows", "score_histograms")
+
+
+def for_git(summary: dict) -> dict:
+    """A stage summary as a JSON file in git holds it: without its per-row parts."""
+    return {k: v for k, v in summary.items() if k not in PER_ROW}

@@ -19,9 +19,15 @@ from poisongate.workspace import Workspace  # noqa: E402
 
 
 def init(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate import scaffold
     from poisongate.store import versioning
 
-    versioning.init(ws, args.remote)
+    ws = Workspace(args.dir) if args.dir else ws
+    data = {key: getattr(args, key) for key in scaffold.DATA_KEYS if getattr(args, key) is not None}
+    written = versioning.init(ws, args.remote, data)
+    remote = versioning.run(ws, "dvc", "remote", "list").split()
+    print(f"poisongate: workspace {ws.root} ready ({', '.join(written) or 'nothing new written'}; DVC remote "
+          f"{remote[1] if len(remote) > 1 else '?'}); next: poisongate --workspace {ws.root} run")
 
 
 def run(ws: Workspace, args: argparse.Namespace) -> None:
@@ -55,6 +61,13 @@ def history(ws: Workspace, args: argparse.Namespace) -> None:
 
     rows = history(ws)
     print("\n".join(json.dumps(r) for r in rows) if args.json else table(rows, champion_id(ws)))
+
+
+def status(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate.reports.console import printable
+    from poisongate.store.history import status as lines
+
+    print("\n".join(printable(line) for line in lines(ws)))
 
 
 def rollback(ws: Workspace, args: argparse.Namespace) -> None:
@@ -126,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poisongate", description=__doc__)
     parser.add_argument("--workspace", default=".", help="the DVC project to work in (default: here)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of any failure")
+    parser.add_argument("--verbose", action="store_true", help="show Prefect's own log lines (task states) too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the gated retraining flow on the source in params.yaml")
@@ -139,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help="list every dataset and model version with its decision and metrics")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    sub.add_parser("status", help="the champion, the last run and its decision, the next scheduled run (when "
+                   "PREFECT_API_URL names a server)")
 
     p = sub.add_parser("rollback",
                        help="restore the last clean dataset (or --to VERSION) and the champion of that time")
@@ -158,8 +175,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--why", default="", help="release: why these rows are vouched for (recorded)")
     p.add_argument("--by", help="who vouches for them (default: the user name)")
 
-    p = sub.add_parser("init", help="make the workspace a git repo + DVC project with a local remote")
-    p.add_argument("--remote", help="directory of the DVC remote (default: <workspace>/.dvc-remote)")
+    p = sub.add_parser("init", help="write a complete workspace (params.yaml, dvc.yaml, prefect.yaml, git + DVC "
+                       "with a remote); without data flags, for the embedded default data")
+    p.add_argument("dir", nargs="?", help="the workspace directory (default: --workspace)")
+    p.add_argument("--source", help="your incoming batch file (CSV, Parquet or npz): data.source")
+    p.add_argument("--reference", help="your trusted reference file: data.reference")
+    p.add_argument("--holdout", help="your golden holdout file: data.holdout")
+    p.add_argument("--label-column", dest="label_column", help="the label column: data.label_column")
+    p.add_argument("--id-column", dest="id_column", help="the row id column: data.id_column")
+    p.add_argument("--remote", help="DVC remote: a directory (kept relative to the workspace) or any DVC URL such "
+                   "as s3://bucket/path (default: <workspace>/.dvc-remote)")
 
     p = sub.add_parser("stage", help="run one stage without Prefect (what dvc.yaml calls)")
     p.add_argument("name", choices=STAGES)
@@ -178,7 +203,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], None]] = {
-    "init": init, "run": run, "redteam": redteam, "history": history, "rollback": rollback, "trust": trust,
+    "init": init, "run": run, "redteam": redteam, "history": history, "status": status, "rollback": rollback,
+    "trust": trust,
     "quarantine": quarantine, "stage": stage, "expectations": expectations,
 }
 
@@ -187,9 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     args = _parser().parse_args(argv)
+    quiet = not (args.verbose or args.debug)
+    if quiet:  # one line per stage (poisongate.console), not Prefect's per-task lines
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # GX sets this logger to INFO when imported: a filter holds whatever its level becomes.
+        gx = logging.getLogger("great_expectations.data_context.types.base")
+        gx.addFilter(lambda record: record.levelno >= logging.WARNING)
+    stage_lines = logging.getLogger("poisongate.console")
+    if not stage_lines.handlers:
+        stage_lines.addHandler(logging.StreamHandler(sys.stdout))
+        stage_lines.setLevel(logging.INFO)
+        stage_lines.propagate = False
     if not args.debug:
         for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).addFilter(HideUserTracebacks())
+            logging.getLogger(name).addFilter(HideUserTracebacks(quiet))
     try:
         COMMANDS[args.command](Workspace(args.workspace), args)
     except PoisongateError as e:

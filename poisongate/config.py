@@ -303,10 +303,14 @@ EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789"))
 
 
+def loads(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
 def read(path: Path) -> Any:
     """params.yaml as YAML, before any validation."""
     try:
-        return yaml.load(path.read_text(), Loader=_Loader)
+        return loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; run `poisongate init {path.parent}` to create a workspace") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:

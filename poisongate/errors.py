@@ -63,10 +63,16 @@ def machine_error(exc: BaseException | None) -> str | None:
 
 class HideUserTracebacks(logging.Filter):
     """Prefect logs a failed flow or task with its traceback. A user's error or the machine's fault is one line
-    (the CLI prints it); programming errors keep their traceback. Installed by the CLI unless --debug."""
+    (the CLI prints it); programming errors keep their traceback. Installed by the CLI unless --debug; `quiet`
+    (no --verbose) drops such records whole: the console's stage lines and the CLI's line already say it."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        super().__init__()
+        self.quiet = quiet
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, PoisongateError) or machine_error(exc):
             record.exc_info, record.exc_text = None, None
+            return not self.quiet
         return True

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from poisongate import STAGES
+from poisongate import STAGES, for_git
 from poisongate.config import Config
 from poisongate.workspace import Workspace, atomic_write_text
 
@@ -16,9 +16,10 @@ __all__ = ["STAGES", "run_stage"]
 
 
 def run_stage(ws: Workspace, name: str, config: Config) -> dict[str, Any]:
-    """Run one stage by its module name; its summary also goes to reports/<stage>.json (a DVC metrics file)."""
+    """Run one stage by its module name; its summary (without per-row parts) also goes to reports/<stage>.json (a
+    DVC metrics file)."""
     start = time.perf_counter()
     summary = importlib.import_module(f"tasks.{name}").run(ws, config)
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    atomic_write_text(ws.report(name), json.dumps(summary, indent=1, default=str) + "\n")
+    atomic_write_text(ws.report(name), json.dumps(for_git(summary), indent=1, default=str) + "\n")
     return summary

@@ -1,5 +1,4 @@
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,13 +44,6 @@ def recipe(base: configuration.Recipe | None = None, **overrides) -> configurati
     return configuration.Recipe.model_validate({k: values[k] for k in configuration.Recipe.model_fields})
 
 
-def workspace_dvc_yaml(root: Path) -> None:
-    """The project's dvc.yaml in a workspace outside the checkout: its code deps point at the checkout."""
-    text = (ROOT / "dvc.yaml").read_text()
-    assert "\n  - code: .\n" in text
-    (root / "dvc.yaml").write_text(text.replace("\n  - code: .\n", f"\n  - code: {ROOT}\n"))
-
-
 @pytest.fixture(scope="session")
 def digits(config):
     """The default split as arrays: reference, holdout and the first incoming batch."""
@@ -76,16 +68,13 @@ def prefect_harness():
 
 @pytest.fixture
 def make_workspace(tmp_path):
-    """A fresh git + DVC workspace with a local directory remote, using the project's params and stages."""
+    """A fresh workspace as `poisongate init` writes it (the project's params and stages, git + DVC) with a local
+    directory remote beside it."""
     from poisongate.store import versioning
     from poisongate.workspace import Workspace
 
     def make(name: str = "ws") -> Workspace:
-        root = tmp_path / name
-        root.mkdir()
-        shutil.copy(ROOT / "params.yaml", root / "params.yaml")
-        workspace_dvc_yaml(root)
-        ws = Workspace(root)
+        ws = Workspace(tmp_path / name)
         versioning.init(ws, remote=str(tmp_path / f"{name}-remote"))
         return ws
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -79,15 +78,9 @@ def test_read_only_workspace_and_full_disk_are_one_line_and_a_rerun_completes(tm
     if not mount_tmpfs(mount, "200m"):
         pytest.skip("mounting a tmpfs needs root: the read-only and full-disk faults cannot be made here")
     try:
-        from conftest import ROOT, workspace_dvc_yaml
-
         from poisongate.store import versioning
 
-        root = mount / "ws"
-        root.mkdir()
-        shutil.copy(ROOT / "params.yaml", root / "params.yaml")
-        workspace_dvc_yaml(root)
-        ws = Workspace(root)
+        ws = Workspace(mount / "ws")
         versioning.init(ws, remote=str(tmp_path / "remote"))
         home = tmp_path / "prefect"
 

@@ -10,6 +10,7 @@ import yaml
 from conftest import set_params
 
 from flows.retrain import retrain
+from poisongate import STAGES
 from poisongate import config as configuration
 from poisongate.store import versioning
 
@@ -123,6 +124,16 @@ def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path)
     ours = [line for line in proc.stderr.splitlines() if line.startswith("poisongate:")]
     assert len(ours) == 1 and ours[0].startswith("poisongate: model refused: holdout accuracy >= floor failed")
     assert champion(ws) is None
+    # The console: one line per stage (its verdict, key figure, seconds), not Prefect's per-task state lines.
+    out = proc.stdout.splitlines()
+    for stage in (*STAGES, "record"):
+        (line,) = [x for x in out if x.split()[:1] == [stage]]
+        assert re.search(r"\(\d+\.\d s\)$", line), line
+    assert [x.split()[1] for x in out if x.startswith("promote ")] == ["REFUSED"]
+    assert "Finished in state" not in proc.stdout + proc.stderr and "GateRefused" not in proc.stderr
+    status = subprocess.run(["poisongate", "--workspace", str(ws.root), "status"], capture_output=True, text=True,
+                            check=True, env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
+    assert "champion: none yet" in status.stdout and ": refused-model: model refused: " in status.stdout
 
 
 @pytest.mark.parametrize("key,written,shown,allowed", [
@@ -158,3 +169,15 @@ def test_unknown_params_key_is_refused_naming_it(make_workspace):
     proc = subprocess.run(["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "train.epoch = 3: Extra inputs are not permitted" in proc.stderr
+
+
+def test_a_stage_line_says_verdict_figure_and_seconds_and_escapes_what_a_user_named():
+    from poisongate.reports.console import printable, stage_line
+
+    line = stage_line("filter", {"passed": False, "rows": 150, "quarantined": 90, "seconds": 21.43,
+                                 "batch_tests": {"batch_shift": {"p_value": 1e-9}},
+                                 "reason": "60% of rows flagged > filter.max_quarantine_share 0.5"})
+    assert line.split()[:2] == ["filter", "REFUSED"] and line.endswith("(21.4 s)")
+    assert "90 of 150 rows quarantined; batch_shift p=1e-09: 60% of rows flagged" in line
+    assert stage_line("train", {"seconds": 1})[:20].split() == ["train", "done"]  # an old summary: still a line
+    assert printable("batch\x1b[2J.csv") == "batch\\x1b[2J.csv"  # a terminal escape in a file name is shown

@@ -2,6 +2,7 @@
 import json
 import subprocess
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -16,7 +17,8 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     ws = make_workspace()
     state = retrain(workspace=str(ws.root), attack="label_flip", rate=0.2, return_state=True)  # refused or not
     report = json.loads(max(ws.runs.glob("*.json")).read_text())
-    quarantined = report["stages"]["filter"]["quarantined_rows"]
+    assert "quarantined_rows" not in report["stages"]["filter"]  # per-row data: in the DVC stores, not git
+    quarantined = pd.read_parquet(ws.quarantine_store / f"{report['run_id']}.parquet").to_dict("records")
     assert quarantined
 
     decision = Artifact.get("poisongate-promotion-decision")
@@ -26,6 +28,7 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     table = Artifact.get("poisongate-quarantined-rows")
     table_rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert [r["id"] for r in table_rows] == [r["id"] for r in quarantined]
+    assert [r["reason"] for r in table_rows] == [r["quarantine_reason"] for r in quarantined]
     assert report["run_id"] in Artifact.get("poisongate-run-report").data
 
     assert report["plots"] == ["reports/plots/loss_curve.png", "reports/plots/confusion.png",
@@ -33,8 +36,14 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     for path in report["plots"]:
         with Image.open(ws.root / path) as img:
             assert img.format == "PNG"
-    assert "reports/plots/batch_pca.png" in subprocess.run(["git", "ls-files"], cwd=ws.root, capture_output=True,
-                                                           text=True).stdout
+    in_git = subprocess.run(["git", "ls-files"], cwd=ws.root, capture_output=True, text=True).stdout.splitlines()
+    assert "reports/plots.dvc" in in_git and "reports/data_docs.dvc" in in_git  # bulky files: DVC, not git
+    assert not [p for p in in_git if p.startswith(("reports/plots/", "reports/data_docs/"))]
+    assert "expectations/suite.json" not in in_git
+    added = subprocess.run(["git", "show", "--numstat", "--format=", "HEAD"], cwd=ws.root, capture_output=True,
+                           text=True).stdout.splitlines()
+    lines = {path: int(n) for n, _, path in (line.split("\t") for line in added) if n != "-"}
+    assert sum(v for k, v in lines.items() if k != "dvc.lock") < 600, lines  # dvc.lock: its first entries
 
     history = subprocess.run(["poisongate", "--workspace", str(ws.root), "history", "--json"], capture_output=True,
                              text=True, check=True)
@@ -48,3 +57,4 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     table_text = subprocess.run(["poisongate", "--workspace", str(ws.root), "history"], capture_output=True, text=True,
                                 check=True).stdout
     assert report["run_id"] in table_text and report["verdict"] in table_text
+

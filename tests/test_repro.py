@@ -1,5 +1,6 @@
 """`dvc repro` runs the same stages as the Prefect flow: same datasets, byte for byte; and each stage's own code
 is one of its deps, so editing a stage's module re-runs that stage under `dvc repro`, and not the ones before it."""
+import json
 import shutil
 
 import pytest
@@ -20,7 +21,7 @@ def test_dvc_repro_reproduces_the_flow_datasets_and_follows_the_stage_code(make_
     for package in ("poisongate", "tasks", "flows"):
         shutil.copytree(ROOT / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
     dvc_yaml = by_dvc.root / "dvc.yaml"
-    dvc_yaml.write_text(dvc_yaml.read_text().replace(f"  - code: {ROOT}\n", f"  - code: {code}\n"))
+    dvc_yaml.write_text(dvc_yaml.read_text().replace(f"  - code: {json.dumps(str(ROOT))}\n", f"  - code: {code}\n"))
     versioning.run(by_dvc, "dvc", "repro", "-q")
 
     def outs(ws):

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from poisongate import for_git
 from poisongate.reports import cell, md
 from poisongate.workspace import Workspace, atomic_write_text
 
-MAX_ROWS_SHOWN = 50  # the markdown lists this many quarantined rows; the JSON lists them all
+MAX_ROWS_SHOWN = 50  # the markdown lists this many quarantined rows; quarantine/<run_id>.parquet holds them all
 
 
 def detection(summaries: dict[str, Any], quarantined_ids: list[Any]) -> dict[str, Any] | None:
@@ -83,7 +84,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines += ["", "| row id | reason |", "|---|---|"]
             lines += [f"| {md(r['id'])} | {md(r['reason'])} |" for r in rows[:MAX_ROWS_SHOWN]]
             if len(rows) > MAX_ROWS_SHOWN:
-                lines.append(f"| ... | {len(rows) - MAX_ROWS_SHOWN} more in the JSON report and the quarantine store |")
+                more = len(rows) - MAX_ROWS_SHOWN
+                lines.append(f"| ... | {more} more in quarantine/{md(report['run_id'])}.parquet |")
     else:
         lines.append("Not run.")
     lines.append("")
@@ -116,8 +118,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write(ws: Workspace, report: dict[str, Any]) -> str:
+    """runs/<run_id>.md and a .json without the per-row parts (git); returns the markdown."""
     text = markdown(report)
-    atomic_write_text(ws.runs / f"{report['run_id']}.json", json.dumps(report, indent=1, default=str) + "\n")
+    slim = {**report, "stages": {name: for_git(s) for name, s in report["stages"].items()}}
+    atomic_write_text(ws.runs / f"{report['run_id']}.json", json.dumps(slim, indent=1, default=str) + "\n")
     atomic_write_text(ws.runs / f"{report['run_id']}.md", text)
     return text
 

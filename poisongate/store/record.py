@@ -4,11 +4,13 @@ quarantine/<run_id>.parquet    every quarantined row, with its reasons and score
 scores/<run_id>.parquet        every incoming row's scores and flags (append-only)
 registry/<run_id>/             the candidate and its decision (store/registry.py)
 data/training.parquet          the training set: a promoted run's accepted rows are appended (training_set.py)
-runs/<run_id>.json|.md         the run report
+runs/<run_id>.json|.md         the run report (git; its per-row parts are in the stores above)
+reports/data_docs/, plots/     GX Data Docs pages and the run's pictures (DVC)
 Then the run's outputs are committed to dvc.lock, git, and the DVC remote."""
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Any
 
 import pandas as pd
@@ -76,6 +78,7 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
            options: dict[str, Any]) -> dict[str, Any]:
     """Archive, register, version, report: done for every run, refused or not. `options` are the run's own
     settings over params.yaml (`--simulate`, `--batch`): recorded in the report, never written to params.yaml."""
+    start = time.perf_counter()
     git_parent = versioning.run(ws, "git", "rev-parse", "HEAD").strip()
     archive_quarantine(ws, run_id, summaries)
     if "filter" in summaries:
@@ -98,7 +101,8 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     full["champion"] = registry.champion_id(ws, strict=False)  # after this run: what a rollback to it restores
     full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
     markdown = run_report.write(ws, full)
+    versioning.track_generated(ws)
     mark_started(ws, run_id, started=False)
     commit = versioning.commit_and_push(ws, f"poisongate run {run_id}: {text}")
     return {"passed": passed, "verdict": text, "markdown": markdown, "commit": commit,
-            "report": str(ws.runs / f"{run_id}.json")}
+            "report": str(ws.runs / f"{run_id}.json"), "seconds": round(time.perf_counter() - start, 3)}

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from poisongate import data_gate, training_set
+from poisongate import data_gate, scaffold, training_set
 from poisongate.errors import PoisongateError
 from poisongate.integrity import file_md5
 from poisongate.store import registry
 from poisongate.workspace import Workspace, atomic_write_text
 
 STORES = ("quarantine", "scores", "registry")  # append-only, tracked with `dvc add`
+GENERATED = ("reports/data_docs", "reports/plots")  # bulky pages and pictures of the runs: `dvc add`, not git
 TRAINING_SET = "data/training.parquet"  # versioned with `dvc add` too, but restored by a rollback
 TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", "trusted.json",
            "releases", ".gitignore", ".dvcignore", "data/.gitignore", "models/.gitignore", f"{TRAINING_SET}.dvc",
@@ -50,9 +51,11 @@ def run(ws: Workspace, *args: str) -> str:
     return proc.stdout
 
 
-def init(ws: Workspace, remote: str | None = None) -> None:
-    """Make `ws` a git repo and DVC project with a default local remote; idempotent."""
+def init(ws: Workspace, remote: str | None = None, data: dict[str, str] | None = None) -> list[str]:
+    """Make `ws` a complete workspace: params.yaml (with `data` settings), dvc.yaml and prefect.yaml where missing,
+    a git repo and DVC project with a default remote; idempotent. Returns the files written."""
     ws.root.mkdir(parents=True, exist_ok=True)
+    written = scaffold.write_missing(ws, data or {})
     if not (ws.root / ".git").exists():
         run(ws, "git", "init", "-q")
     for key, value in (("user.name", "poisongate"), ("user.email", "poisongate@localhost")):
@@ -61,11 +64,12 @@ def init(ws: Workspace, remote: str | None = None) -> None:
     if not (ws.root / ".dvc").exists():
         run(ws, "dvc", "init", "-q")
     if not run(ws, "dvc", "remote", "list").strip():
-        remote = str(Path(remote).resolve()) if remote else str(ws.root / ".dvc-remote")
-        Path(remote).mkdir(parents=True, exist_ok=True)
-        run(ws, "dvc", "remote", "add", "-d", "local", remote)
-        if remote.startswith(str(ws.root)):
-            _ignore(ws, "/.dvc-remote/")
+        url = remote_url(ws, remote)
+        run(ws, "dvc", "remote", "add", "-d", "local", url)
+        if url == DEFAULT_REMOTE:
+            _ignore(ws, f"/{DEFAULT_REMOTE}/")
+    # Workspaces of an earlier version committed these to git; DVC tracks them now and refuses an output git has.
+    run(ws, "git", "rm", "-r", "-q", "--cached", "--ignore-unmatch", "expectations/suite.json", *GENERATED)
     for store in STORES:
         (ws.root / store).mkdir(exist_ok=True)
     registry.ensure_pointer(ws)  # stage deps that must exist from the first run on
@@ -74,13 +78,31 @@ def init(ws: Workspace, remote: str | None = None) -> None:
     if not ws.path(training_set.TRUSTED_FILE).exists():
         atomic_write_text(ws.path(training_set.TRUSTED_FILE), json.dumps(training_set.EMPTY_TRUST) + "\n")
     # dvc_plots/: `dvc plots show` output; models/baseline*: the promotion gate's cache, rebuilt from the reference
-    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock", "/models/baseline*")
-    initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "expectations/user.json",
-               training_set.TRUSTED_FILE)
+    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock", "/models/baseline*",
+            "/expectations/suite.json")  # a DVC output of the expectations stage
+    initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "prefect.yaml",
+               "expectations/user.json", training_set.TRUSTED_FILE)
     run(ws, "git", "add", *[p for p in initial if (ws.root / p).exists()])
     # only what was just added: a killed run may leave other changes
     if run(ws, "git", "diff", "--cached", "--name-only").strip():
         run(ws, "git", "commit", "-q", "-m", "poisongate: initialise workspace")
+    return written
+
+
+DEFAULT_REMOTE = ".dvc-remote"  # in the workspace, git-ignored
+
+
+def remote_url(ws: Workspace, remote: str | None) -> str:
+    """The remote as dvc.yaml's DVC config will hold it: a URL (s3://, ssh://, ...) as given; a local directory
+    relative to the workspace (created), so a clone elsewhere resolves it where the same layout exists, never an
+    absolute path of the machine that ran init unless the user gave one."""
+    if remote and "://" in remote:
+        return remote
+    path = Path(remote).expanduser() if remote else ws.root / DEFAULT_REMOTE
+    path.mkdir(parents=True, exist_ok=True)
+    if remote and Path(remote).is_absolute():
+        return str(path)
+    return os.path.relpath(path.resolve(), ws.root)
 
 
 def _ignore(ws: Workspace, *patterns: str) -> None:
@@ -99,6 +121,12 @@ def record(ws: Workspace, stages: list[str], stores: tuple[str, ...] = STORES) -
 
 def track_training_set(ws: Workspace) -> None:
     run(ws, "dvc", "add", "-q", TRAINING_SET)
+
+
+def track_generated(ws: Workspace) -> None:
+    present = [p for p in GENERATED if (ws.root / p).is_dir()]
+    if present:
+        run(ws, "dvc", "add", "-q", *present)
 
 
 def commit_and_push(ws: Workspace, message: str) -> str:

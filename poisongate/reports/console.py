@@ -1,0 +1,56 @@
+"""What a run shows on the console: one line per stage (stage, verdict, its key figure, seconds). Lines go to the
+`poisongate.console` logger, which the CLI prints plainly; the flow also logs them to Prefect (its UI, `--verbose`)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+LOGGER = logging.getLogger("poisongate.console")
+STAGE_WIDTH = 12
+
+
+def _figure(name: str, s: dict[str, Any]) -> str:
+    if name == "reference":
+        return f"{s['reference_rows']} reference rows, {s['holdout_rows']} holdout rows"
+    if name == "expectations":
+        return f"{s['expectations']} expectations" + (" (rebuilt)" if s.get("rebuilt") else "")
+    if name == "ingest":
+        return f"{s.get('rows', 0)} rows" + (f", simulated {s['attack']} at {s['rate']:g}" if s.get("rate") else "")
+    if name == "validate":
+        return f"{len(s.get('failed', []))} of {s.get('evaluated', 0)} expectations failed"
+    if name == "filter":
+        tests = ", ".join(f"{k} p={t['p_value']:.2g}" for k, t in s.get("batch_tests", {}).items())
+        return f"{s['quarantined']} of {s['rows']} rows quarantined" + (f"; {tests}" if tests else "")
+    if name == "campaign":
+        return f"{s.get('nights', 0)} nights, {s.get('untrusted_rows', 0)} untrusted rows checked"
+    if name == "train":
+        return f"{s['rows']} rows, {s['epochs']} epochs, final loss {s['final_loss']:.4g}"
+    if name == "crossval":
+        return f"mean accuracy {s['mean_accuracy']:.4f} over {s['folds']} folds (spread {s['spread']:.4f})"
+    if name == "promote":
+        return f"holdout accuracy {s['candidate']['accuracy']:.4f}"
+    if name == "record":
+        return f"git commit {s['commit'][:10]}"
+    return ""
+
+
+def stage_line(name: str, summary: dict[str, Any]) -> str:
+    """`filter       pass    3 of 150 rows quarantined    21.4 s`; a refusal shows its reason."""
+    passed = summary.get("passed")
+    verdict = {True: "pass", False: "REFUSED", None: "done"}[passed]
+    try:
+        figure = _figure(name, summary)
+    except (KeyError, TypeError):  # a summary of another version: the line still shows the verdict
+        figure = ""
+    if passed is False and summary.get("reason"):
+        figure = f"{figure}: {summary['reason']}" if figure else str(summary["reason"])
+    return f"{name:<{STAGE_WIDTH}} {verdict:<8} {figure}  ({summary.get('seconds', 0):.1f} s)"
+
+
+def printable(text: str) -> str:
+    """Control characters (a file name carrying terminal escapes) shown as escapes, not obeyed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def show(line: str) -> None:
+    LOGGER.info(printable(line))
