@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import publish
+from poisongate import alerts
 from poisongate import config as configuration
 from poisongate.errors import GateRefused, PoisongateError, RegistryDamaged
 from poisongate.reports import console
@@ -33,7 +34,18 @@ def say(line: str) -> None:
     console.show(line)
 
 
-@flow(name="retrain", log_prints=True)
+def alert(flow_, flow_run, state) -> None:
+    """Prefect's on_failure hook: a refused or failed night reaches a person (params.yaml `alerts`)."""
+    ws = Workspace(flow_run.parameters.get("workspace", "."))
+    try:
+        cfg = configuration.load(ws.params).alerts
+    except PoisongateError as e:  # params.yaml is what broke: nothing says whom to tell
+        get_run_logger().warning(f"no alert sent: {e}")
+        return
+    alerts.send(cfg, f"poisongate: night refused or failed in {ws.root}", state.message or str(state))
+
+
+@flow(name="retrain", log_prints=True, on_failure=[alert])
 def retrain(workspace: str = ".", attack: str | None = None, rate: float | None = None, batch: int | None = None,
             retrain_only: bool = False) -> dict[str, Any]:
     ws = Workspace(workspace)

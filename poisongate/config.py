@@ -234,6 +234,25 @@ class RedteamConfig(Section):
         return attacks
 
 
+class AlertsConfig(Section):
+    webhook: str | None = None  # a URL: a run that does not promote POSTs {"subject", "body"} as JSON to it
+    block: str | None = None  # or a saved Prefect notification block, "<type slug>/<name>" (e.g. slack-webhook/ops)
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("not an http(s) URL")
+        return value
+
+    @field_validator("block")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value and "/" not in value:
+            raise ValueError("give it as <block type slug>/<block name>, e.g. slack-webhook/ops")
+        return value
+
+
 class Config(Section):
     data: DataConfig
     simulate: SimulateConfig
@@ -244,6 +263,7 @@ class Config(Section):
     crossval: CrossvalConfig
     promote: PromoteConfig
     redteam: RedteamConfig
+    alerts: AlertsConfig = AlertsConfig()  # a workspace of an earlier version has no section: no alerts
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 

@@ -2,7 +2,11 @@
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -111,10 +115,31 @@ def test_user_csv_batch_refused_by_the_data_gate_is_quarantined_whole(make_works
     assert_everything_versioned_and_pushed(ws)
 
 
-def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path):
-    """`poisongate run` as a user runs it: a refused model is exit status 1 and one line on stderr."""
+@pytest.fixture
+def webhook(tmp_path):
+    """A webhook receiver on 127.0.0.1, its own process, stopped by its PID: (URL, file of received bodies)."""
+    out = tmp_path / "webhook"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, Path(__file__).parent / "webhook_receiver.py", out])
+    try:
+        for _ in range(200):
+            if (out / "port").exists():
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{(out / 'port').read_text()}/poisongate", out / "received"
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path, webhook):
+    """`poisongate run` as a user runs it: a refused model is exit status 1 and one line on stderr, one line per
+    stage on the console, and an alert to the webhook of params.yaml (Prefect's on_failure hook, its webhook
+    block)."""
     ws = make_workspace()
-    set_params(ws, {"promote": {"min_accuracy": 1.0, "min_class_recall": 1.0}})  # none scores a perfect holdout
+    url, received = webhook
+    set_params(ws, {"promote": {"min_accuracy": 1.0, "min_class_recall": 1.0},  # none scores a perfect holdout
+                    "alerts": {"webhook": url}})
     env_home = tmp_path / "prefect-home"
     proc = subprocess.run(
         ["poisongate", "--workspace", str(ws.root), "run"], capture_output=True, text=True,
@@ -134,6 +159,9 @@ def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path)
     status = subprocess.run(["poisongate", "--workspace", str(ws.root), "status"], capture_output=True, text=True,
                             check=True, env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
     assert "champion: none yet" in status.stdout and ": refused-model: model refused: " in status.stdout
+    (alert,) = [json.loads(line) for line in received.read_text().splitlines()]
+    assert alert["subject"].startswith("poisongate: night refused or failed in ")
+    assert "model refused: holdout accuracy >= floor failed" in alert["body"]
 
 
 @pytest.mark.parametrize("key,written,shown,allowed", [
@@ -143,6 +171,7 @@ def test_cli_gate_refusal_exits_non_zero_with_one_line(make_workspace, tmp_path)
     ("filter.false_positive_rate", "2", "2", "less than 1"),
     ("train.batch_size", "0", "0", "greater than or equal to 1"),
     ("validate.range_mostly", "5", "5", "less than or equal to 1"),
+    ("alerts.webhook", "ftp://ops.example/hook", "'ftp://ops.example/hook'", "not an http(s) URL"),
 ])
 def test_cli_refuses_a_bad_params_value_with_one_line_and_exit_2_before_any_run(make_workspace, key, written, shown,
                                                                                  allowed):
