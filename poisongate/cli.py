@@ -70,6 +70,19 @@ def status(ws: Workspace, args: argparse.Namespace) -> None:
     print("\n".join(printable(line) for line in lines(ws)))
 
 
+def report(ws: Workspace, args: argparse.Namespace) -> None:
+    from poisongate.reports import html_report
+    from poisongate.store.history import find, history
+
+    run_id = find(history(ws), args.run)["run_id"]
+    if not args.html:
+        print((ws.runs / f"{run_id}.md").read_text(), end="")
+        return
+    id_column = configuration.load(ws.params).data.id_column
+    out = html_report.write(ws, run_id, id_column, Path(args.out) if args.out else None)
+    print(f"poisongate: {out}")
+
+
 def rollback(ws: Workspace, args: argparse.Namespace) -> None:
     from poisongate.store.lock import workspace_lock
     from poisongate.store.rollback import rollback as restore
@@ -157,6 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="the champion, the last run and its decision, the next scheduled run (when "
                    "PREFECT_API_URL names a server)")
 
+    p = sub.add_parser("report", help="a run's report: its markdown, or one self-contained HTML page (--html)")
+    p.add_argument("run", help="a run id (or prefix) or commit from `poisongate history`")
+    p.add_argument("--html", action="store_true", help="write the HTML page (default: reports/html/<run_id>.html)")
+    p.add_argument("--out", help="where to write the HTML page")
+
     p = sub.add_parser("rollback",
                        help="restore the last clean dataset (or --to VERSION) and the champion of that time")
     p.add_argument("--to", metavar="VERSION", help="a run id or git commit (prefix) from `poisongate history`")
@@ -203,9 +221,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], None]] = {
-    "init": init, "run": run, "redteam": redteam, "history": history, "status": status, "rollback": rollback,
-    "trust": trust,
-    "quarantine": quarantine, "stage": stage, "expectations": expectations,
+    "init": init, "run": run, "redteam": redteam, "history": history, "status": status, "report": report,
+    "rollback": rollback, "trust": trust, "quarantine": quarantine, "stage": stage, "expectations": expectations,
 }
 
 

@@ -199,14 +199,3 @@ def test_unknown_params_key_is_refused_naming_it(make_workspace):
                           timeout=120)
     assert proc.returncode == 2 and "train.epoch = 3: Extra inputs are not permitted" in proc.stderr
 
-
-def test_a_stage_line_says_verdict_figure_and_seconds_and_escapes_what_a_user_named():
-    from poisongate.reports.console import printable, stage_line
-
-    line = stage_line("filter", {"passed": False, "rows": 150, "quarantined": 90, "seconds": 21.43,
-                                 "batch_tests": {"batch_shift": {"p_value": 1e-9}},
-                                 "reason": "60% of rows flagged > filter.max_quarantine_share 0.5"})
-    assert line.split()[:2] == ["filter", "REFUSED"] and line.endswith("(21.4 s)")
-    assert "90 of 150 rows quarantined; batch_shift p=1e-09: 60% of rows flagged" in line
-    assert stage_line("train", {"seconds": 1})[:20].split() == ["train", "done"]  # an old summary: still a line
-    assert printable("batch\x1b[2J.csv") == "batch\\x1b[2J.csv"  # a terminal escape in a file name is shown

@@ -1,6 +1,10 @@
 """What ops see after a real run: Prefect artifacts, PNG plots, and `poisongate history`."""
+import html
 import json
+import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -58,3 +62,50 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
                                 check=True).stdout
     assert report["run_id"] in table_text and report["verdict"] in table_text
 
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Chromium from the system's packages, installed when missing (Debian's `chromium`); skipped with the reason
+    where it cannot be installed."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=900)
+        found = shutil.which("chromium")
+    if not found:
+        pytest.skip("no Chromium, and it cannot be installed here (needs root and apt-get): the HTML report is "
+                    "not rendered in a browser")
+    return found
+
+
+def headless(chromium, page, *args):
+    """Run headless Chromium on a file: (its stdout, the page's console messages)."""
+    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                           "--v=0", *args, page.as_uri()], capture_output=True, text=True, timeout=120)
+    return proc.stdout, [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_the_html_report_renders_in_a_browser_with_its_verdict_and_no_console_errors(make_workspace, chromium,
+                                                                                     prefect_harness):
+    """A real run, its page from `poisongate report RUN --html`, loaded in headless Chromium: the script ran
+    (data-ready), no console message, the verdict and the quarantine table are there, plots inline; a screenshot
+    is kept in test-artifacts/."""
+    ws = make_workspace()
+    retrain(workspace=str(ws.root), attack="outliers", rate=0.1, return_state=True)
+    run_id = max(p.stem for p in ws.runs.glob("*.json"))
+    out = subprocess.run(["poisongate", "--workspace", str(ws.root), "report", run_id[:12], "--html"],
+                         capture_output=True, text=True, check=True).stdout
+    page = ws.path("reports", "html", f"{run_id}.html")
+    assert str(page) in out and "reports/html/" in (ws.root / ".gitignore").read_text()
+    dom, console = headless(chromium, page, "--dump-dom")
+    assert console == [] and 'data-ready="yes"' in dom
+    report = json.loads((ws.runs / f"{run_id}.json").read_text())
+    assert html.escape(report["verdict"]) in dom and "Quarantined rows" in dom
+    assert dom.count("data:image/png;base64,") == len(report["plots"]) > 0
+    artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "html_report.png"
+    headless(chromium, page, "--window-size=1200,1800", f"--screenshot={shot}")
+    with Image.open(shot) as img:
+        assert img.size == (1200, 1800)

@@ -9,7 +9,8 @@ LOGGER = logging.getLogger("poisongate.console")
 STAGE_WIDTH = 12
 
 
-def _figure(name: str, s: dict[str, Any]) -> str:
+def figure(name: str, s: dict[str, Any]) -> str:
+    """A stage's key figure from its summary (KeyError: a summary without it)."""
     if name == "reference":
         return f"{s['reference_rows']} reference rows, {s['holdout_rows']} holdout rows"
     if name == "expectations":
@@ -34,17 +35,21 @@ def _figure(name: str, s: dict[str, Any]) -> str:
     return ""
 
 
+def describe(name: str, summary: dict[str, Any]) -> str:
+    """The key figure, and a refusal's reason; a summary of another version without the figure still says why."""
+    try:
+        shown = figure(name, summary)
+    except (KeyError, TypeError):
+        shown = ""
+    if summary.get("passed") is False and summary.get("reason"):
+        shown = f"{shown}: {summary['reason']}" if shown else str(summary["reason"])
+    return shown
+
+
 def stage_line(name: str, summary: dict[str, Any]) -> str:
     """`filter       pass    3 of 150 rows quarantined    21.4 s`; a refusal shows its reason."""
-    passed = summary.get("passed")
-    verdict = {True: "pass", False: "REFUSED", None: "done"}[passed]
-    try:
-        figure = _figure(name, summary)
-    except (KeyError, TypeError):  # a summary of another version: the line still shows the verdict
-        figure = ""
-    if passed is False and summary.get("reason"):
-        figure = f"{figure}: {summary['reason']}" if figure else str(summary["reason"])
-    return f"{name:<{STAGE_WIDTH}} {verdict:<8} {figure}  ({summary.get('seconds', 0):.1f} s)"
+    verdict = {True: "pass", False: "REFUSED", None: "done"}[summary.get("passed")]
+    return f"{name:<{STAGE_WIDTH}} {verdict:<8} {describe(name, summary)}  ({summary.get('seconds', 0):.1f} s)"
 
 
 def printable(text: str) -> str:

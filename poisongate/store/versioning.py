@@ -79,7 +79,8 @@ def init(ws: Workspace, remote: str | None = None, data: dict[str, str] | None =
         atomic_write_text(ws.path(training_set.TRUSTED_FILE), json.dumps(training_set.EMPTY_TRUST) + "\n")
     # dvc_plots/: `dvc plots show` output; models/baseline*: the promotion gate's cache, rebuilt from the reference
     _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock", "/models/baseline*",
-            "/expectations/suite.json")  # a DVC output of the expectations stage
+            "/expectations/suite.json",  # a DVC output of the expectations stage
+            "/reports/html/")  # `poisongate report RUN --html`: rebuilt from the run at will
     initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "prefect.yaml",
                "expectations/user.json", training_set.TRUSTED_FILE)
     run(ws, "git", "add", *[p for p in initial if (ws.root / p).exists()])
