@@ -7,12 +7,13 @@ from pathlib import Path
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from poisongate.reports import md
+from poisongate.tables import read_table
 from poisongate.workspace import Workspace
 
 
-def publish(ws: Workspace, report_path: str | Path) -> None:
-    """Read back from runs/<run_id>.json, so every value is a plain JSON scalar (table artifacts reject numpy
-    types)."""
+def publish(ws: Workspace, report_path: str | Path, id_column: str | None) -> None:
+    """Read back from runs/<run_id>.json and the run's quarantine file, as plain JSON scalars (table artifacts
+    reject numpy types)."""
     report_path = Path(report_path)
     report = json.loads(report_path.read_text())
     create_markdown_artifact(markdown=report_path.with_suffix(".md").read_text(), key="poisongate-run-report",
@@ -21,10 +22,15 @@ def publish(ws: Workspace, report_path: str | Path) -> None:
     if s.get("promote"):
         create_table_artifact(table=s["promote"]["checks"],
                               key="poisongate-promotion-decision", description=md(s["promote"]["reason"]))
-    if s.get("filter", {}).get("quarantined_rows"):
-        create_table_artifact(table=[{"id": r["id"] if isinstance(r["id"], int) else md(r["id"]),
-                                      "reason": md(r["reason"]), **r["scores"]}
-                                     for r in s["filter"]["quarantined_rows"]],
+    kept = ws.quarantine_store / f"{report['run_id']}.parquet"
+    if s.get("filter", {}).get("quarantined") and kept.is_file():
+        frame = read_table(kept)
+        ids = frame[id_column] if id_column in frame.columns else frame.index.to_series()
+        scores = [c for c in frame.columns if c.startswith("score_")]
+        rows = json.loads(frame[["quarantine_reason", *scores]].to_json(orient="records"))
+        create_table_artifact(table=[{"id": md(i), "reason": md(r.pop("quarantine_reason")),
+                                      **{k.removeprefix("score_"): v for k, v in r.items()}}
+                                     for i, r in zip(ids, rows)],
                               key="poisongate-quarantined-rows", description=f"run {report['run_id']}")
     docs = s.get("validate", {}).get("data_docs")
     if docs:

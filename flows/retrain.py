@@ -11,8 +11,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import alerts
 from flows.artifacts import publish
-from poisongate import alerts
 from poisongate import config as configuration
 from poisongate.errors import GateRefused, PoisongateError, RegistryDamaged
 from poisongate.reports import console
@@ -34,18 +34,7 @@ def say(line: str) -> None:
     console.show(line)
 
 
-def alert(flow_, flow_run, state) -> None:
-    """Prefect's on_failure hook: a refused or failed night reaches a person (params.yaml `alerts`)."""
-    ws = Workspace(flow_run.parameters.get("workspace", "."))
-    try:
-        cfg = configuration.load(ws.params).alerts
-    except PoisongateError as e:  # params.yaml is what broke: nothing says whom to tell
-        get_run_logger().warning(f"no alert sent: {e}")
-        return
-    alerts.send(cfg, f"poisongate: night refused or failed in {ws.root}", state.message or str(state))
-
-
-@flow(name="retrain", log_prints=True, on_failure=[alert])
+@flow(name="retrain", log_prints=True, on_failure=[alerts.on_failure])
 def retrain(workspace: str = ".", attack: str | None = None, rate: float | None = None, batch: int | None = None,
             retrain_only: bool = False) -> dict[str, Any]:
     ws = Workspace(workspace)
@@ -72,7 +61,7 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
                 break
         outcome = finish_task(ws, run_id, summaries, config, options)
         say(console.stage_line("record", {"passed": None, **outcome}))
-    publish(ws, outcome["report"])
+    publish(ws, outcome["report"], config.data.id_column)
     say(f"run {run_id}: {outcome['verdict']} (report {outcome['report']})")
     if not outcome["passed"]:
         raise GateRefused(outcome["verdict"])

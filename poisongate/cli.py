@@ -64,10 +64,11 @@ def history(ws: Workspace, args: argparse.Namespace) -> None:
 
 
 def status(ws: Workspace, args: argparse.Namespace) -> None:
+    from flows.schedule import next_scheduled
     from poisongate.reports.console import printable
     from poisongate.store.history import status as lines
 
-    print("\n".join(printable(line) for line in lines(ws)))
+    print("\n".join(printable(line) for line in lines(ws, next_scheduled())))
 
 
 def report(ws: Workspace, args: argparse.Namespace) -> None:

@@ -117,11 +117,22 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def one_line_per_key(report: dict[str, Any]) -> str:
+    """JSON with each top-level key, and each stage, on its own line: a run adds tens of lines to git, not
+    hundreds, and a diff still shows which stage changed."""
+    def line(value: Any) -> str:
+        return json.dumps(value, default=str)
+
+    parts = [f" {line(k)}: {line(v)}" for k, v in report.items() if k != "stages"]
+    stages = ",\n".join(f"  {line(k)}: {line(v)}" for k, v in report["stages"].items())
+    return "{\n" + ",\n".join([*parts, f' "stages": {{\n{stages}\n }}']) + "\n}\n"
+
+
 def write(ws: Workspace, report: dict[str, Any]) -> str:
     """runs/<run_id>.md and a .json without the per-row parts (git); returns the markdown."""
     text = markdown(report)
     slim = {**report, "stages": {name: for_git(s) for name, s in report["stages"].items()}}
-    atomic_write_text(ws.runs / f"{report['run_id']}.json", json.dumps(slim, indent=1, default=str) + "\n")
+    atomic_write_text(ws.runs / f"{report['run_id']}.json", one_line_per_key(slim))
     atomic_write_text(ws.runs / f"{report['run_id']}.md", text)
     return text
 

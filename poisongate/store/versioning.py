@@ -69,7 +69,8 @@ def init(ws: Workspace, remote: str | None = None, data: dict[str, str] | None =
         if url == DEFAULT_REMOTE:
             _ignore(ws, f"/{DEFAULT_REMOTE}/")
     # Workspaces of an earlier version committed these to git; DVC tracks them now and refuses an output git has.
-    run(ws, "git", "rm", "-r", "-q", "--cached", "--ignore-unmatch", "expectations/suite.json", *GENERATED)
+    run(ws, "git", "rm", "-r", "-q", "--cached", "--ignore-unmatch", "expectations/suite.json", *GENERATED,
+        "reports/train_curve.csv", "reports/train_accuracy.csv")
     for store in STORES:
         (ws.root / store).mkdir(exist_ok=True)
     registry.ensure_pointer(ws)  # stage deps that must exist from the first run on
@@ -80,7 +81,8 @@ def init(ws: Workspace, remote: str | None = None, data: dict[str, str] | None =
     # dvc_plots/: `dvc plots show` output; models/baseline*: the promotion gate's cache, rebuilt from the reference
     _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock", "/models/baseline*",
             "/expectations/suite.json",  # a DVC output of the expectations stage
-            "/reports/html/")  # `poisongate report RUN --html`: rebuilt from the run at will
+            "/reports/html/",  # `poisongate report RUN --html`: rebuilt from the run at will
+            "/reports/train_curve.csv", "/reports/train_accuracy.csv")  # per-step plots: DVC outputs of train
     initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "prefect.yaml",
                "expectations/user.json", training_set.TRUSTED_FILE)
     run(ws, "git", "add", *[p for p in initial if (ws.root / p).exists()])

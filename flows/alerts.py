@@ -35,3 +35,20 @@ def send(cfg: AlertsConfig, subject: str, body: str) -> bool:
     except Exception as e:  # an alert must not turn a recorded run into a crashed one
         LOGGER.warning("alert not sent (%s: %s); check params.yaml alerts", type(e).__name__, e)
         return False
+
+
+def on_failure(flow, flow_run, state) -> None:
+    """The retrain flow's on_failure hook: a refused or failed night reaches a person (params.yaml `alerts`)."""
+    from prefect import get_run_logger
+
+    from poisongate import config as configuration
+    from poisongate.errors import PoisongateError
+    from poisongate.workspace import Workspace
+
+    ws = Workspace(flow_run.parameters.get("workspace", "."))
+    try:
+        cfg = configuration.load(ws.params).alerts
+    except PoisongateError as e:  # params.yaml is what broke: nothing says whom to tell
+        get_run_logger().warning(f"no alert sent: {e}")
+        return
+    send(cfg, f"poisongate: night refused or failed in {ws.root}", state.message or str(state))
