@@ -2,7 +2,6 @@
 temporary PREFECT_HOME, `prefect deploy --all` from prefect.yaml, `prefect deployment run 'retrain/nightly'`."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +14,6 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
@@ -46,9 +44,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def test_nightly_deployment_runs_on_a_real_server_and_process_worker(make_workspace, tmp_path):
-    ws = make_workspace()
-    shutil.copy(ROOT / "prefect.yaml", ws.root)
-    shutil.copytree(ROOT / "flows", ws.root / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    ws = make_workspace()  # as `poisongate init` writes it: prefect.yaml's flows at this checkout
+    params = ws.root / "params.yaml"  # three nights in CI time: fewer epochs, same gates
+    params.write_text(params.read_text().replace("  epochs: 40\n", "  epochs: 10\n", 1))
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api,
@@ -85,16 +83,24 @@ def test_nightly_deployment_runs_on_a_real_server_and_process_worker(make_worksp
 
         started.append(start([PREFECT, "worker", "start", "--pool", "local-pool"], ws.root, env,
                              tmp_path / "worker.log"))
-        out = prefect("deployment", "run", "retrain/nightly", "--watch", timeout=540)
-        assert "Completed" in out, out
+        for _ in range(3):  # each run of the deployment takes the next batch of the feed: three nights
+            out = prefect("deployment", "run", "retrain/nightly", "--watch", timeout=540)
+            assert "Completed" in out, out
 
         runs = httpx.post(f"{api}/flow_runs/filter", json={"deployments": {"id": {"any_": [nightly["id"]]}}}).json()
-        assert [r["state_type"] for r in runs if r["state_type"] != "SCHEDULED"] == ["COMPLETED"]
+        assert [r["state_type"] for r in runs if r["state_type"] != "SCHEDULED"] == ["COMPLETED"] * 3
         nightly_starts = [r["expected_start_time"] for r in runs if r["state_type"] == "SCHEDULED"]
         assert nightly_starts and all("T02:00:00" in t for t in nightly_starts)  # the cron schedule makes runs
         report = json.loads(max(ws.runs.glob("*.json")).read_text())
         assert report["verdict"] == "candidate promoted to champion"
         assert json.loads((ws.registry / "champion.json").read_text())["run_id"] == report["run_id"]
+        history = [json.loads(line) for line in subprocess.run(
+            [Path(sys.executable).parent / "poisongate", "--workspace", ws.root, "history", "--json"], env=env,
+            capture_output=True, text=True, check=True).stdout.splitlines()]
+        assert [r["source"] for r in history] == ["digits batch 0", "digits batch 1", "digits batch 2"]
+        status = subprocess.run([Path(sys.executable).parent / "poisongate", "--workspace", ws.root, "status"],
+                                env=env, capture_output=True, text=True, check=True).stdout
+        assert "next run of retrain/nightly: " in status and " 02:00 " in status, status
     finally:
         for proc in reversed(started):
             stop(proc)
