@@ -86,6 +86,7 @@ def test_nights_accumulate_with_provenance_and_a_repeated_id_is_refused_naming_t
 
 
 def _history_json(ws, capsys):
+    capsys.readouterr()  # what the nights printed before (their stage lines)
     assert cli.main(["--workspace", str(ws.root), "history", "--json"]) == 0
     return capsys.readouterr().out.strip().splitlines()
 
