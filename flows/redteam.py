@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from poisongate import config as configuration
 from poisongate import redteam as rt
 from poisongate import redteam_nights
+from poisongate.reports import progress
 from poisongate.workspace import Workspace, atomic_write_text
 from tasks.filter import chunk_scorer
 
@@ -43,7 +44,11 @@ def redteam(workspace: str = ".", attacks: list[str] | None = None, rates: list[
         futures = [runner.submit(cell_task, {"data": data, "config": config, "attack": a, "rate": r, "seed": s,
                                              "base": bases[s], "scorer": scorer})
                    for a in names for r in cfg.rates for s in cfg.seeds]
-        cells = [f.result() for f in futures]
+        with progress.bar("red team: cells", len(futures)) as advance:
+            cells = []
+            for f in futures:  # in submission order: the matrix's order
+                cells.append(f.result())
+                advance()
     meta = rt.describe(config, data, names, list(cfg.seeds), seconds=time.perf_counter() - start)
     summary = rt.summarize(cells, cfg.targets)
     result = {"meta": meta, "summary": summary, "baselines": list(bases.values()), "cells": cells}

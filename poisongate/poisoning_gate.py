@@ -16,6 +16,7 @@ import pandas as pd
 from poisongate.config import FilterConfig
 from poisongate.detectors.base import Detector, row_chunks
 from poisongate.detectors.registry import DETECTORS, make
+from poisongate.reports import progress
 from poisongate.schema import plain
 from poisongate.stats import median_and_scale
 
@@ -239,7 +240,12 @@ def score_chunk(fitted: dict[str, Detector], X: np.ndarray, y: np.ndarray) -> di
 
 
 def score_in_process(fitted: dict[str, Detector], chunks: Chunks) -> list[dict[str, np.ndarray]]:
-    return [score_chunk(fitted, xs, ys) for xs, ys in chunks]
+    out = []
+    with progress.bar("poisoning gate: scoring chunks", len(chunks)) as advance:
+        for xs, ys in chunks:
+            out.append(score_chunk(fitted, xs, ys))
+            advance()
+    return out
 
 
 def score_rows(fitted: dict[str, Detector], X, y, chunk_rows: int, scorer: ChunkScorer) -> dict[str, np.ndarray]:

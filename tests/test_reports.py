@@ -43,3 +43,24 @@ def test_the_html_page_escapes_every_string_of_the_run(tmp_path):
     assert "<script>alert" not in page and page.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") >= 6
     assert page.count("<script>") == 1  # the page's own sorting script, and only it
     assert '<table class="sortable">' in page and 'id="verdict" class="fail"' in page
+
+
+def test_progress_bars_show_on_a_terminal_only_and_one_at_a_time():
+    import io
+
+    from rich.console import Console
+
+    from poisongate.reports import progress
+
+    with progress.bar("training: epochs", 3) as advance:  # pytest's stderr is no terminal: no bar
+        advance()
+        assert not progress._active.locked()
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    with progress.bar("training: epochs", 3, console=terminal) as advance:
+        with progress.bar("poisoning gate: scoring chunks", 2, console=terminal) as inner:
+            inner()  # nested work adds no second bar (rich allows one live display)
+        for _ in range(3):
+            advance()
+    shown = screen.getvalue()
+    assert "training: epochs" in shown and "scoring chunks" not in shown

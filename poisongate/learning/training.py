@@ -29,6 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from poisongate.config import Recipe
 from poisongate.errors import PoisongateError
 from poisongate.learning import models
+from poisongate.reports import progress
 from poisongate.stats import median_and_scale
 
 
@@ -298,16 +299,19 @@ def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Reci
     key = jax.random.key(seed)
     step_fn = train_epoch if folds is None else train_epoch_folds
     epochs = recipe.epochs
+    what = f"cross-validation, {folds} folds at once: epochs" if folds else "training: epochs"
     try:
-        for epoch in range(start, epochs):
-            params, opt_state, *epoch_curves = step_fn(graphdef, tx, r, sharding, bs, params, opt_state, X, y, w,
-                                                       jax.random.fold_in(key, epoch))
-            jax.block_until_ready(epoch_curves)  # see STACK_NOTES: back-to-back multi-device steps can abort on 2 cores
-            for store, values in zip(curves, epoch_curves):
-                store.append(np.asarray(values))
-            check_finite(epoch, curves[0][-1], curves[1][-1])
-            if ckpt is not None:
-                ckpt.maybe_save(epoch + 1, epoch + 1 == epochs, params, opt_state, curves)
+        with progress.bar(what, epochs - start) as advance:
+            for epoch in range(start, epochs):
+                params, opt_state, *epoch_curves = step_fn(graphdef, tx, r, sharding, bs, params, opt_state, X, y, w,
+                                                           jax.random.fold_in(key, epoch))
+                jax.block_until_ready(epoch_curves)  # STACK_NOTES: back-to-back multi-device steps can abort on 2 cores
+                for store, values in zip(curves, epoch_curves):
+                    store.append(np.asarray(values))
+                check_finite(epoch, curves[0][-1], curves[1][-1])
+                if ckpt is not None:
+                    ckpt.maybe_save(epoch + 1, epoch + 1 == epochs, params, opt_state, curves)
+                advance()
     finally:
         if ckpt is not None:
             ckpt.close()
