@@ -23,7 +23,8 @@ def figure(name: str, s: dict[str, Any]) -> str:
         tests = ", ".join(f"{k} p={t['p_value']:.2g}" for k, t in s.get("batch_tests", {}).items())
         return f"{s['quarantined']} of {s['rows']} rows quarantined" + (f"; {tests}" if tests else "")
     if name == "campaign":
-        return f"{s.get('nights', 0)} nights, {s.get('untrusted_rows', 0)} untrusted rows checked"
+        nights = s.get("nights", 0)
+        return f"{nights} night{'' if nights == 1 else 's'}, {s.get('untrusted_rows', 0)} untrusted rows checked"
     if name == "train":
         return f"{s['rows']} rows, {s['epochs']} epochs, final loss {s['final_loss']:.4g}"
     if name == "crossval":
