@@ -21,6 +21,8 @@ from poisongate.workspace import Workspace, atomic_write_text
 
 STORES = ("quarantine", "scores", "registry")  # append-only, tracked with `dvc add`
 GENERATED = ("reports/data_docs", "reports/plots")  # bulky pages and pictures of the runs: `dvc add`, not git
+# Stage outputs DVC caches (dvc.yaml): the derived suite (thousands of lines), the per-step training curves.
+CACHED_OUTS = ("expectations/suite.json", "reports/train_curve.csv", "reports/train_accuracy.csv")
 TRAINING_SET = "data/training.parquet"  # versioned with `dvc add` too, but restored by a rollback
 TRACKED = ("dvc.yaml", "dvc.lock", "params.yaml", "expectations", "reports", "runs", "rollbacks", "trusted.json",
            "releases", ".gitignore", ".dvcignore", "data/.gitignore", "models/.gitignore", f"{TRAINING_SET}.dvc",
@@ -69,8 +71,7 @@ def init(ws: Workspace, remote: str | None = None, data: dict[str, str] | None =
         if url == DEFAULT_REMOTE:
             _ignore(ws, f"/{DEFAULT_REMOTE}/")
     # Workspaces of an earlier version committed these to git; DVC tracks them now and refuses an output git has.
-    run(ws, "git", "rm", "-r", "-q", "--cached", "--ignore-unmatch", "expectations/suite.json", *GENERATED,
-        "reports/train_curve.csv", "reports/train_accuracy.csv")
+    run(ws, "git", "rm", "-r", "-q", "--cached", "--ignore-unmatch", *CACHED_OUTS, *GENERATED)
     for store in STORES:
         (ws.root / store).mkdir(exist_ok=True)
     registry.ensure_pointer(ws)  # stage deps that must exist from the first run on
@@ -79,10 +80,9 @@ def init(ws: Workspace, remote: str | None = None, data: dict[str, str] | None =
     if not ws.path(training_set.TRUSTED_FILE).exists():
         atomic_write_text(ws.path(training_set.TRUSTED_FILE), json.dumps(training_set.EMPTY_TRUST) + "\n")
     # dvc_plots/: `dvc plots show` output; models/baseline*: the promotion gate's cache, rebuilt from the reference
-    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock", "/models/baseline*",
-            "/expectations/suite.json",  # a DVC output of the expectations stage
-            "/reports/html/",  # `poisongate report RUN --html`: rebuilt from the run at will
-            "/reports/train_curve.csv", "/reports/train_accuracy.csv")  # per-step plots: DVC outputs of train
+    # reports/html/: `poisongate report RUN --html` pages, rebuilt from the run at will
+    _ignore(ws, "/.venv/", "__pycache__/", "/dvc_plots/", "/.poisongate.lock", "/models/baseline*", "/reports/html/",
+            *(f"/{p}" for p in CACHED_OUTS))
     initial = (".dvc", ".gitignore", ".dvcignore", "dvc.yaml", "params.yaml", "prefect.yaml",
                "expectations/user.json", training_set.TRUSTED_FILE)
     run(ws, "git", "add", *[p for p in initial if (ws.root / p).exists()])
