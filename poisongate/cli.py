@@ -76,6 +76,9 @@ def report(ws: Workspace, args: argparse.Namespace) -> None:
     from poisongate.store.history import find, history
 
     run_id = find(history(ws), args.run)["run_id"]
+    if not (ws.runs / f"{run_id}.json").is_file():
+        raise PoisongateError(f"run {run_id} was never recorded (it crashed): it has no report; "
+                              "`poisongate history` says what it left")
     if not args.html:
         print((ws.runs / f"{run_id}.md").read_text(), end="")
         return
@@ -237,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         # GX sets this logger to INFO when imported: a filter holds whatever its level becomes.
         gx = logging.getLogger("great_expectations.data_context.types.base")
         gx.addFilter(lambda record: record.levelno >= logging.WARNING)
-    stage_lines = logging.getLogger("poisongate.console")
-    if not stage_lines.handlers:
+    stage_lines = logging.getLogger("poisongate.console")  # --verbose: Prefect's log shows these lines already
+    if quiet and not stage_lines.handlers:
         stage_lines.addHandler(logging.StreamHandler(sys.stdout))
         stage_lines.setLevel(logging.INFO)
         stage_lines.propagate = False
