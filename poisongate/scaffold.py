@@ -25,12 +25,14 @@ def template(name: str) -> str:
     return path.read_text()
 
 
-def user_path(ws: Workspace, value: str) -> str:
+def user_path(ws: Workspace, key: str, value: str) -> str:
     """A data path given on the command line (relative to where the user is) as params.yaml holds it: relative to
-    the workspace when inside it (the two move together), else absolute."""
+    the workspace when inside it (the two move together), else absolute. The trusted files must exist; the
+    source may not yet (the feed writes tonight's batch there)."""
     path = Path(value).expanduser().resolve()
-    if not path.is_file():
-        raise PoisongateError(f"{value}: not found or not a file; give the path of a CSV, Parquet or npz file")
+    if key != "source" and not path.is_file():
+        raise PoisongateError(f"{value}: not found or not a file; give --{key} the path of a CSV, Parquet or npz "
+                              "file")
     inside = path.is_relative_to(ws.root)
     return os.path.relpath(path, ws.root) if inside else str(path)
 
@@ -40,7 +42,7 @@ def params_text(ws: Workspace, data: dict[str, str]) -> str:
     so a bad combination (a source without its reference) is refused as params.yaml would be."""
     text = template("params.yaml")
     for key, value in data.items():
-        value = user_path(ws, value) if key in PATH_KEYS else value
+        value = user_path(ws, key, value) if key in PATH_KEYS else value
         # JSON strings are YAML scalars: any path or column name round-trips, quotes and colons included.
         line = f"{json.dumps(value)}"
         text, found = re.subn(rf"(?m)^(  {key}:) *[^#\n]*?( *#.*)?$", lambda m, v=line: f"{m[1]} {v}{m[2] or ''}",

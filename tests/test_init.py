@@ -86,7 +86,8 @@ def test_init_without_flags_is_the_embedded_default_with_its_remote_inside(tmp_p
 
 
 @pytest.mark.parametrize("change, status, words", [
-    (lambda f: ["--source", f / "missing.csv", *f_rest(f)], 1, ["missing.csv", "not found"]),
+    (lambda f: ["--source", f / "tonight.csv", "--reference", f / "missing.csv", "--holdout", f / "holdout.csv"], 1,
+     ["missing.csv", "not found", "--reference"]),
     (lambda f: ["--source", f / "tonight.csv"], 2, ["data", "needs its trusted reference and holdout"]),
 ])
 def test_bad_init_flags_are_refused_in_one_line_and_write_nothing(tmp_path, user_files, change, status, words):
@@ -95,10 +96,6 @@ def test_bad_init_flags_are_refused_in_one_line_and_write_nothing(tmp_path, user
     assert proc.returncode == status and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert all(w in proc.stderr for w in words), proc.stderr
     assert not (ws / "params.yaml").exists() and not (ws / ".git").exists()
-
-
-def f_rest(files):
-    return ["--reference", files / "reference.csv", "--holdout", files / "holdout.csv"]
 
 
 def test_flags_for_a_workspace_that_has_its_params_are_refused(tmp_path, user_files):
