@@ -72,8 +72,9 @@ def chromium():
     where it cannot be installed."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=900)
+        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(step, capture_output=True, env=apt, timeout=900)  # a fresh machine has no package lists
         found = shutil.which("chromium")
     if not found:
         pytest.skip("no Chromium, and it cannot be installed here (needs root and apt-get): the HTML report is "
