@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from poisongate.reports import md
-from poisongate.tables import read_table
+from poisongate.store import record
 from poisongate.workspace import Workspace
 
 
@@ -22,10 +22,9 @@ def publish(ws: Workspace, report_path: str | Path, id_column: str | None) -> No
     if s.get("promote"):
         create_table_artifact(table=s["promote"]["checks"],
                               key="poisongate-promotion-decision", description=md(s["promote"]["reason"]))
-    kept = ws.quarantine_store / f"{report['run_id']}.parquet"
-    if s.get("filter", {}).get("quarantined") and kept.is_file():
-        frame = read_table(kept)
-        ids = frame[id_column] if id_column in frame.columns else frame.index.to_series()
+    kept = record.kept_rows(ws, report["run_id"], id_column)
+    if s.get("filter", {}).get("quarantined") and kept is not None:
+        ids, frame = kept
         scores = [c for c in frame.columns if c.startswith("score_")]
         rows = json.loads(frame[["quarantine_reason", *scores]].to_json(orient="records"))
         create_table_artifact(table=[{"id": md(i), "reason": md(r.pop("quarantine_reason")),

@@ -44,7 +44,7 @@ def params_text(ws: Workspace, data: dict[str, str]) -> str:
     for key, value in data.items():
         value = user_path(ws, key, value) if key in PATH_KEYS else value
         # JSON strings are YAML scalars: any path or column name round-trips, quotes and colons included.
-        line = f"{json.dumps(value)}"
+        line = json.dumps(value)
         text, found = re.subn(rf"(?m)^(  {key}:) *[^#\n]*?( *#.*)?$", lambda m, v=line: f"{m[1]} {v}{m[2] or ''}",
                               text, count=1)
         assert found, key  # the shipped params.yaml has every DATA_KEYS line

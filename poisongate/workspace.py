@@ -82,6 +82,10 @@ class Workspace:
     def quarantine_store(self) -> Path:
         return self.path("quarantine")
 
+    def quarantine_file(self, run_id: str) -> Path:
+        """One run's quarantined rows, as received, with their reasons and scores."""
+        return self.quarantine_store / f"{run_id}.parquet"
+
     @property
     def scores_store(self) -> Path:
         return self.path("scores")

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from poisongate.reports.console import describe
+from poisongate.store import record
 from poisongate.workspace import Workspace, atomic_write_text
 
 MAX_ROWS = 5000  # quarantined rows in the page; all of them are in quarantine/<run_id>.parquet
@@ -75,7 +76,7 @@ def data_gate_section(v: dict[str, Any] | None) -> str:
             f"{len(rows)} failed.</p>" + (table(["expectation", "column", "observed", "error"], rows) if rows else ""))
 
 
-def filter_section(f: dict[str, Any] | None, quarantine: pd.DataFrame | None, id_column: str | None) -> str:
+def filter_section(f: dict[str, Any] | None, kept: tuple[pd.Series, pd.DataFrame] | None) -> str:
     if not f:
         return ""
     out = [f"<h2>Poisoning gate</h2><p>{f['quarantined']} of {f['rows']} rows quarantined "
@@ -85,14 +86,14 @@ def filter_section(f: dict[str, Any] | None, quarantine: pd.DataFrame | None, id
         out.append(table(["batch-level detector", "statistic", "p-value", "level", "result"],
                          [[td(n), td(t["statistic"]), td(t["p_value"]), td(t["alpha"]), verdict_td(bool(t["passed"]))]
                           for n, t in tests.items()]))
-    if quarantine is not None and len(quarantine):
+    ids, quarantine = kept if kept is not None else (None, pd.DataFrame())
+    if len(quarantine):
         shown = quarantine.head(MAX_ROWS)
         p = shown["p_combined"] if "p_combined" in shown.columns else pd.Series([None] * len(shown))
         out.append("<h3>Quarantined rows</h3>" + table(
             ["row", "reason", "combined p"],
             [[td(row), td(why), td(None if pd.isna(pv) else float(pv))]
-             for row, why, pv in zip(shown.index if id_column is None else shown[id_column],
-                                     shown["quarantine_reason"], p)], sortable=True))
+             for row, why, pv in zip(ids.head(MAX_ROWS), shown["quarantine_reason"], p)], sortable=True))
         if len(quarantine) > MAX_ROWS:
             out.append(f"<p>{len(quarantine) - MAX_ROWS} more rows in the quarantine store.</p>")
     return "".join(out)
@@ -122,8 +123,7 @@ def plots_section(ws: Workspace, report: dict[str, Any], latest: bool) -> str:
 def page(ws: Workspace, run_id: str, id_column: str | None = "id") -> str:
     report = json.loads((ws.runs / f"{run_id}.json").read_text())
     s = report["stages"]
-    store = ws.quarantine_store / f"{run_id}.parquet"
-    quarantine = pd.read_parquet(store) if store.is_file() else None
+    kept = record.kept_rows(ws, run_id, id_column)
     latest = max(p.stem for p in ws.runs.glob("*.json")) == run_id
     ingest = s.get("ingest", {})
     promoted = report["verdict"] == "candidate promoted to champion"
@@ -132,9 +132,7 @@ def page(ws: Workspace, run_id: str, id_column: str | None = "id") -> str:
             f"<p>Incoming batch: {e(ingest.get('rows'))} rows from <code>{e(ingest.get('source'))}</code>; git parent "
             f"<code>{e(report.get('git_parent', ''))[:10]}</code>; champion after the run: "
             f"<code>{e(report.get('champion'))}</code></p>",
-            stages_section(s), data_gate_section(s.get("validate")), filter_section(s.get("filter"), quarantine,
-                                                                       id_column if quarantine is not None
-                                                                       and id_column in quarantine.columns else None),
+            stages_section(s), data_gate_section(s.get("validate")), filter_section(s.get("filter"), kept),
             promotion_section(s.get("promote")), plots_section(ws, report, latest)]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>poisongate run {e(run_id)}</title>'
             f"<style>{STYLE}</style></head><body>{''.join(body)}<script>{SCRIPT}</script></body></html>\n")

@@ -114,7 +114,7 @@ def started_runs(ws: Workspace) -> set[str]:
 
 def crashed(ws: Workspace, run_id: str) -> dict[str, Any]:
     left = [what for what, path in (("registry entry", ws.registry / run_id),
-                                    ("quarantine", ws.quarantine_store / f"{run_id}.parquet")) if path.exists()]
+                                    ("quarantine", ws.quarantine_file(run_id))) if path.exists()]
     row = dict.fromkeys(("batch_rows", "accepted", "quarantined", "train_rows", "holdout_accuracy", "cv_mean_accuracy",
                          "dataset_md5", "model_md5", "source_sha256", "attack", "champion_after", "commit"))
     return {**row, "run_id": run_id, "date": run_time(run_id).strftime("%Y-%m-%d %H:%M:%S"), "decision": "crashed",

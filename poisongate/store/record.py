@@ -42,8 +42,17 @@ def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) ->
         frame["quarantine_reason"] = data_gate.refusal(summaries["validate"], shown=None)  # every expectation
     else:
         return 0
-    write_table(frame, ws.quarantine_store / f"{run_id}.parquet")
+    write_table(frame, ws.quarantine_file(run_id))
     return len(frame)
+
+
+def kept_rows(ws: Workspace, run_id: str, id_column: str | None) -> tuple[pd.Series, pd.DataFrame] | None:
+    """A run's quarantined rows and their ids (the id column, else the row numbers); None if it kept none."""
+    path = ws.quarantine_file(run_id)
+    if not path.is_file():
+        return None
+    frame = read_table(path)
+    return (frame[id_column] if id_column in frame.columns else frame.index.to_series()), frame
 
 
 def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:

@@ -97,7 +97,7 @@ def _read_ids(path: Path, like: pd.Series) -> pd.Series:
 def release(ws: Workspace, data: DataConfig, run_id: str, ids_file: Path | None, all_unflagged: bool, by: str,
             why: str) -> dict[str, Any]:
     """Append the chosen quarantined rows of `run_id` to the training set; the next run trains on them."""
-    path = ws.quarantine_store / f"{run_id}.parquet"
+    path = ws.quarantine_file(run_id)
     if not path.exists():
         raise PoisongateError(f"{path}: no quarantine of run {run_id!r}; see `poisongate quarantine list`")
     _, schema = workspace_reference(ws, data)
