@@ -1,5 +1,5 @@
-"""The `retrain` flow: reference -> expectations -> ingest -> validate (GX) -> filter (JAX) -> train ->
-crossval -> promote -> record.
+"""The `retrain` flow: reference -> expectations -> ingest -> validate (GX) -> filter (JAX) -> campaign -> train
+-> audit -> crossval -> promote -> record.
 
 It only wires: every stage is a module of tasks/, run here as a Prefect task. A gate that says no stops the
 stages; the run is still recorded (quarantine kept, candidate registered with its decision), and the flow then
@@ -24,7 +24,7 @@ from tasks import STAGES, run_stage
 # Stages have side effects and DVC is the cache: Prefect's input-hash cache would only cost time.
 stage_task = task(run_stage, cache_policy=NO_CACHE)
 finish_task = task(record.finish, name="record", cache_policy=NO_CACHE)
-RETRAIN_ONLY = ("train", "crossval", "promote")  # on the dataset in the workspace, e.g. after a rollback
+RETRAIN_ONLY = ("train", "audit", "crossval", "promote")  # on the dataset in the workspace, e.g. after a rollback
 BEFORE_THE_BATCH = ("reference", "expectations", "ingest")  # a failure here raises: no batch was read
 
 

@@ -5,12 +5,13 @@ The library: config (typed params.yaml), workspace and data I/O, detectors (plug
 red team. The stages that use it are in tasks/, the Prefect flows that wire them in flows/."""
 
 # The pipeline's stages in order: each is tasks/<name>.py and the dvc.yaml stage of that name.
-STAGES = ("reference", "ingest", "expectations", "validate", "filter", "campaign", "train", "crossval", "promote")
+STAGES = ("reference", "ingest", "expectations", "validate", "filter", "campaign", "train", "audit", "crossval",
+          "promote")
 
 # Per-row parts of a stage summary: kept out of the JSON files git holds (reports/<stage>.json, runs/<id>.json), or
 # a year of nights puts millions of lines into history. The rows are in quarantine/ and scores/ (DVC), the
 # histograms reproducible from scores/.
-PER_ROW = ("quarantined_rows", "score_histograms")
+PER_ROW = ("quarantined_rows", "score_histograms", "flagged_rows", "influence_histograms")
 
 
 def for_git(summary: dict) -> dict:

@@ -59,6 +59,27 @@ def label_flip(X, y, rate, rng, n_classes):
     return X, y, mask
 
 
+@attack("boundary_flip")
+def boundary_flip(X, y, rate, rng, n_classes):
+    """Label flips where they are hardest to see: the round(rate * n) rows nearest another class (smallest gap
+    between the distances to their own and to the nearest other class centroid, standardised features) get that
+    class's label. They sit where clean rows of both classes mix, so row checks let them through."""
+    Z = (X - X.mean(axis=0)) / _feature_std(X)
+    present = np.unique(y)
+    centroids = np.stack([Z[y == c].mean(axis=0) for c in present])
+    d = ((Z[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
+    own = np.searchsorted(present, y)
+    others = d.copy()
+    others[np.arange(len(y)), own] = np.inf
+    nearest = others.argmin(axis=1)
+    gap = others[np.arange(len(y)), nearest] - d[np.arange(len(y)), own] + rng.uniform(0, 1e-9, len(y))  # ties
+    mask = np.zeros(len(y), dtype=bool)
+    mask[np.argsort(gap)[: int(round(rate * len(y)))]] = True
+    y = y.copy()
+    y[mask] = present[nearest[mask]]
+    return X, y, mask
+
+
 @attack("targeted_flip")
 def targeted_flip(X, y, rate, rng, n_classes, *, source=3, target=8):
     """Targeted flipping: round(rate * n_source) rows of class `source` relabelled `target` (class indices)."""

@@ -71,6 +71,16 @@ def status(ws: Workspace, args: argparse.Namespace) -> None:
     print("\n".join(printable(line) for line in lines(ws, next_scheduled())))
 
 
+def monitor(ws: Workspace, args: argparse.Namespace) -> None:
+    import json
+
+    from poisongate.output_monitor import monitor_table, serving_over_runs
+    from poisongate.reports.console import printable
+
+    reports = [json.loads(p.read_text()) for p in sorted(ws.runs.glob("*.json"))]
+    print("\n".join(printable(line) for line in monitor_table(serving_over_runs(reports)[-args.last:]).splitlines()))
+
+
 def report(ws: Workspace, args: argparse.Namespace) -> None:
     from poisongate.reports import html_report
     from poisongate.store.history import find, history
@@ -174,6 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="the champion, the last run and its decision, the next scheduled run (when "
                    "PREFECT_API_URL names a server)")
 
+    p = sub.add_parser("monitor", help="the serving model's output distribution on the golden holdout over the last "
+                       "runs (predicted-class shares, confidence)")
+    p.add_argument("--last", type=int, default=20, help="how many runs (default 20)")
+
     p = sub.add_parser("report", help="a run's report: its markdown, or one self-contained HTML page (--html)")
     p.add_argument("run", help="a run id (or prefix) or commit from `poisongate history`")
     p.add_argument("--html", action="store_true", help="write the HTML page (default: reports/html/<run_id>.html)")
@@ -225,7 +239,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], None]] = {
-    "init": init, "run": run, "redteam": redteam, "history": history, "status": status, "report": report,
+    "init": init, "run": run, "redteam": redteam, "history": history, "status": status, "monitor": monitor,
+    "report": report,
     "rollback": rollback, "trust": trust, "quarantine": quarantine, "stage": stage, "expectations": expectations,
 }
 

@@ -208,6 +208,18 @@ class PromoteConfig(Section):
     max_loss_spikes: Annotated[int, Field(ge=0)] | None  # null: loss spikes are reported, not refused
 
 
+class AuditConfig(Section):
+    """After training (poisongate/audit.py, poisongate/output_monitor.py). Defaults: a workspace of an earlier
+    version has no section."""
+
+    enabled: bool = True
+    false_alarm_rate: Rate = 0.01  # per accepted row of tonight: chance a clean row is flagged by its influence
+    retrain: bool = True  # flagged rows: quarantined after the fact and the candidate retrained once without them
+    chunk_rows: Count = 4096
+    pull_alpha: Rate = 0.001  # chance a clean candidate is refused for a target-class pull (Bonferroni)
+    tsne_rows: Count = 2000  # at most this many rows in the t-SNE view (a seeded sample beyond)
+
+
 class Targets(Section):
     max_accuracy_drop: dict[float, Share]
     max_backdoor_asr: Share
@@ -262,6 +274,7 @@ class Config(Section):
     train: TrainConfig
     crossval: CrossvalConfig
     promote: PromoteConfig
+    audit: AuditConfig = AuditConfig()
     redteam: RedteamConfig
     alerts: AlertsConfig = AlertsConfig()  # a workspace of an earlier version has no section: no alerts
 

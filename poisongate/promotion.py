@@ -32,7 +32,7 @@ def predictions(graphdef, params, spec: dict[str, Any], X: np.ndarray) -> np.nda
     return np.asarray(predict_proba(graphdef, params, models.scale(X, spec))).argmax(axis=1)
 
 
-def _check(name: str, value: float | None, threshold: float | None, passed: bool | None,
+def check(name: str, value: float | None, threshold: float | None, passed: bool | None,
            p_value: float | None = None) -> dict[str, Any]:
     return {"check": name, "value": value, "p_value": p_value, "threshold": threshold, "passed": passed}
 
@@ -80,8 +80,8 @@ def paired_checks(who: str, candidate: np.ndarray, other: np.ndarray, y: np.ndar
     p_class, worst = per_class[i], classes[i]
     margin = f", beyond a margin of {class_margin:g}" if class_margin > 0 else ""
     return [
-        _check(f"not worse than the {who} (exact McNemar; value: accuracy drop)", drop, bound, p >= bound, p),
-        _check(f"no class worse than with the {who} (McNemar per class{margin}, Bonferroni; class {worst}, value: "
+        check(f"not worse than the {who} (exact McNemar; value: accuracy drop)", drop, bound, p >= bound, p),
+        check(f"no class worse than with the {who} (McNemar per class{margin}, Bonferroni; class {worst}, value: "
                "its recall drop)", recall_drop, bound, p_class >= bound, p_class),
     ]
 
@@ -100,21 +100,22 @@ def fold_checks(cv: dict[str, Any], bound: float) -> list[dict[str, Any]]:
     gap_p = min(1.0, float(fisher_exact([table[worst][::-1], rest[::-1]], alternative="greater")[1]) * len(rows))
     gap = float(np.delete(accuracy, worst).mean() - accuracy[worst]) if len(rows) > 1 else 0.0
     return [
-        _check("cv folds agree (chi-square of right/wrong per fold; value: spread)", cv["spread"], bound,
+        check("cv folds agree (chi-square of right/wrong per fold; value: spread)", cv["spread"], bound,
                spread_p >= bound, spread_p),
-        _check(f"worst fold (fold {worst}) not below the others (Fisher, Bonferroni; value: gap)", gap, bound,
+        check(f"worst fold (fold {worst}) not below the others (Fisher, Bonferroni; value: gap)", gap, bound,
                gap_p >= bound, gap_p),
     ]
 
 
 def decide(y: np.ndarray, classes: tuple, candidate: np.ndarray, champion: np.ndarray | None,
            baseline: np.ndarray, cv: dict[str, Any], cfg: PromoteConfig,
-           training: dict[str, Any] | None = None) -> dict[str, Any]:
+           training: dict[str, Any] | None = None, extra: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """Every check with its statistic, p-value, bound and verdict (None: not applicable or reported only).
     Predictions are on the golden holdout (labels `y`): the candidate's, the champion's (None for the first
     model) and the baseline's (the same recipe trained on the trusted reference alone: the data's own floor).
     The statistical checks share promote.alpha (Bonferroni); the absolute floors, the practical margin and the
-    loss-spike bound are user settings, each off when null."""
+    loss-spike bound are user settings, each off when null. `extra`: checks made elsewhere (the output monitor's
+    target-class pull, at its own alpha)."""
     training = training or {}
     tests = 2 * (2 if champion is not None else 1) + 2
     bound = cfg.alpha / tests
@@ -133,9 +134,10 @@ def decide(y: np.ndarray, classes: tuple, candidate: np.ndarray, champion: np.nd
         ("accuracy drop vs champion <= practical margin", drop, cfg.max_accuracy_drop, lambda v, t: v <= t + EPS),
         ("training loss spikes <= bound", spikes, cfg.max_loss_spikes, lambda v, t: v <= t),
     ]
-    checks += [_check(name, value, t, None if t is None or value is None else bool(ok(value, t)))
+    checks += [check(name, value, t, None if t is None or value is None else bool(ok(value, t)))
                for name, value, t, ok in optional]
-    checks.append(_check("training loss finite", float(nonfinite), 0, not nonfinite))
+    checks.append(check("training loss finite", float(nonfinite), 0, not nonfinite))
+    checks += list(extra)
     failed = [c for c in checks if c["passed"] is False]
     return {
         "passed": not failed,

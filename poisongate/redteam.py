@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
-from poisongate import attacks, data_gate, promotion
+from poisongate import attacks, audit, data_gate, promotion
 from poisongate import poisoning_gate as gate
-from poisongate.config import Config, Recipe, RedteamConfig, Targets, ValidateConfig
+from poisongate.config import Config, RedteamConfig, Targets, TrainConfig, ValidateConfig
 from poisongate.errors import PoisongateError
 from poisongate.learning import crossval, models, training
 from poisongate.schema import Schema, image_side, to_arrays
@@ -56,6 +56,7 @@ class Model:
     graphdef: Any
     weights: Any
     spec: dict[str, Any]
+    trajectory: tuple = ()  # (epoch, weights) every train.checkpoint_every epochs: what the audit reads
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = widen(X, self.spec["n_features"])
@@ -80,17 +81,18 @@ def widen(X: np.ndarray, width: int) -> np.ndarray:
     return np.pad(X, ((0, 0), (0, width - X.shape[1]))) if X.shape[1] < width else X
 
 
-def fit_model(X: np.ndarray, y: np.ndarray, classes: tuple, recipe: Recipe) -> Model:
+def fit_model(X: np.ndarray, y: np.ndarray, classes: tuple, recipe: TrainConfig, trajectory: bool = False) -> Model:
     spec = models.model_spec(recipe, X, classes)
-    graphdef, weights, *_ = training.fit(models.scale(X, spec), y, spec, recipe)
-    return Model(graphdef, weights, spec)
+    t = training.train_model(models.scale(X, spec), y, spec, recipe,
+                             checkpoint_every=recipe.checkpoint_every if trajectory else None)
+    return Model(t.graphdef, t.params, spec, t.trajectory)
 
 
 def evaluate(model: Model, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     return promotion.evaluate(model.graphdef, model.weights, model.spec, widen(X, model.spec["n_features"]), y)
 
 
-def train_config(config: Config, seed: int) -> Recipe:
+def train_config(config: Config, seed: int) -> TrainConfig:
     epochs = config.redteam.epochs or config.train.epochs
     return config.train.model_copy(update={"seed": config.train.seed + seed, "epochs": epochs})
 
@@ -177,7 +179,9 @@ def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: i
     else:
         keep = ~quarantined
         X_clean, y_clean = np.concatenate([X_ref, X[keep, : X_ref.shape[1]]]), np.concatenate([y_ref, y[keep]])
-        gated = fit_model(X_clean, y_clean, classes, cfg)
+        gated = fit_model(X_clean, y_clean, classes, cfg, trajectory=config.audit.enabled)
+        if config.audit.enabled:
+            gated = audit_cell(cell, gated, data, config, X_clean, y_clean, truth, keep, len(X_ref))
         folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, config.crossval.folds)
         candidate = evaluate(gated, X_hold, y_hold)
         reference_model = np.asarray(base["champion_predictions"])  # the champion is the reference-only model
@@ -194,6 +198,31 @@ def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: i
         cell["asr_without_gates"] = success_rate(ungated, data, config)
         cell["asr_with_gates"] = base["champion_asr"] if gated is None else success_rate(gated, data, config)
     return cell
+
+
+def audit_cell(cell: dict[str, Any], gated: Model, data: MatrixData, config: Config, X_clean: np.ndarray,
+               y_clean: np.ndarray, truth: np.ndarray, accepted: np.ndarray, n_trusted: int) -> Model:
+    """What the post-training audit adds to the gates: the poisoned rows it flags among those the gates accepted,
+    and accuracy / ASR before and after its retrain. Returns the model the audit leaves (the flow's models/audited).
+    """
+    X_hold, y_hold = to_arrays(data.holdout, data.schema)
+    trusted = np.arange(len(X_clean)) < n_trusted
+    _, judgement = audit.audit_rows(gated.graphdef, gated.trajectory, gated.spec, X_clean, y_clean, trusted, ~trusted,
+                                    X_hold, y_hold, config.train.learning_rate, config.audit)
+    flagged = np.zeros(len(truth), bool)
+    flagged[np.flatnonzero(accepted)[judgement.flagged]] = True
+    poisoned_accepted = truth & accepted
+    cell.update(audit_flagged=int(flagged.sum()), audit_caught=int((flagged & truth).sum()),
+                poisoned_accepted=int(poisoned_accepted.sum()),
+                **detection(poisoned_accepted[accepted], flagged[accepted], "audit_"),
+                accuracy_before_audit=evaluate(gated, X_hold, y_hold)["accuracy"])
+    if cell["attack"] == "backdoor":
+        cell["asr_before_audit"] = success_rate(gated, data, config)
+    if not judgement.flagged.any():
+        return gated
+    keep = np.ones(len(X_clean), bool)
+    keep[np.flatnonzero(~trusted)[judgement.flagged]] = False
+    return fit_model(X_clean[keep], y_clean[keep], data.schema.classes, train_config(config, cell["seed"]))
 
 
 def attack_names(cfg: RedteamConfig, n_features: int) -> list[str]:
@@ -221,7 +250,8 @@ def describe(config: Config, data: MatrixData, names: list[str], seeds: list[int
 
 MEANS = ("clean_accuracy", "accuracy_without_gates", "accuracy_with_gates", "served_accuracy", "champion_accuracy",
          "precision", "recall", "f1", "detector_precision", "detector_recall", "asr_clean", "asr_without_gates",
-         "asr_with_gates")
+         "asr_with_gates", "accuracy_before_audit", "asr_before_audit", "audit_precision", "audit_recall")
+SUMS = ("poisoned_accepted", "audit_caught", "audit_flagged")
 
 
 def summarize(cells: list[dict[str, Any]], targets: Targets) -> list[dict[str, Any]]:
@@ -230,6 +260,7 @@ def summarize(cells: list[dict[str, Any]], targets: Targets) -> list[dict[str, A
     for (attack, rate), group in pd.DataFrame(cells).groupby(["attack", "rate"], sort=False):
         row = {"attack": attack, "rate": float(rate), "seeds": len(group)}
         row |= {k: float(group[k].mean()) for k in MEANS if k in group and group[k].notna().any()}
+        row |= {k: int(group[k].sum()) for k in SUMS if k in group and group[k].notna().any()}
         row["promoted"] = int(group["promoted"].sum())
         row["refused"] = int(group["batch_refused"].notna().sum())
         row["refused_by"] = sorted(group["batch_refused"].dropna().unique().tolist())
@@ -272,17 +303,21 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "poisoned rows (a refused batch is quarantined whole); detector P/R: the poisoning gate's row flags "
              "alone. Worst drop: the largest clean - gates gap over seeds (points). Refused: batches refused whole, "
              "by: D = the data gate (GX), F = the poisoning gate (too many rows flagged). ASR: backdoor attack "
-             "success rate on triggered clean holdout rows.", "",
-             "| attack | rate | clean | no gates | gates | worst drop | served | champion | promoted | refused | "
-             "P | R | F1 | detector P | detector R | ASR no gates | ASR gates | target | why |", "|" + "---|" * 19]
+             "success rate on triggered clean holdout rows. *gates*: after the post-training audit's retrain; *before "
+             "audit*: the gated model the audit judged; *audit caught*: poisoned rows the audit flagged of those the "
+             "gates accepted (summed over seeds).", "",
+             "| attack | rate | clean | no gates | before audit | gates | worst drop | served | champion | promoted | "
+             "refused | P | R | F1 | detector P | detector R | audit caught | ASR no gates | ASR before audit | "
+             "ASR gates | target | why |", "|" + "---|" * 22]
     for r in rows:
         by = "".join(sorted({"D" if reason.startswith("data gate") else "F" for reason in r["refused_by"]}))
         lines.append(
             f"| {r['attack']} | {r['rate']:.0%} | {_pct(r['clean_accuracy'])} | {_pct(r['accuracy_without_gates'])} | "
-            f"{_pct(r['accuracy_with_gates'])} | {r['worst_seed_drop'] * 100:.1f} | {_pct(r['served_accuracy'])} | "
+            f"{_pct(r.get('accuracy_before_audit'))} | {_pct(r['accuracy_with_gates'])} | {r['worst_seed_drop'] * 100:.1f} | {_pct(r['served_accuracy'])} | "
             f"{_pct(r['champion_accuracy'])} | {r['promoted']}/{r['seeds']} | {r['refused']}/{r['seeds']} {by} | "
             f"{r['precision']:.2f} | {r['recall']:.2f} | {r['f1']:.2f} | {r['detector_precision']:.2f} | "
-            f"{r['detector_recall']:.2f} | {_pct(r.get('asr_without_gates'))} | {_pct(r.get('asr_with_gates'))} | "
+            f"{r['detector_recall']:.2f} | {r.get('audit_caught', 0)}/{r.get('poisoned_accepted', 0)} | "
+            f"{_pct(r.get('asr_without_gates'))} | {_pct(r.get('asr_before_audit'))} | {_pct(r.get('asr_with_gates'))} | "
             f"{r['target']} | {r['why']} |")
     return "\n".join(lines) + "\n"
 

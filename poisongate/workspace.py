@@ -50,6 +50,18 @@ class Workspace:
         return self.path("data", "clean.parquet")
 
     @property
+    def audited(self) -> Path:
+        return self.path("data", "audited.parquet")
+
+    @property
+    def audit_quarantine(self) -> Path:
+        return self.path("data", "audit_quarantine.parquet")
+
+    @property
+    def audited_model(self) -> Path:
+        return self.path("models", "audited")
+
+    @property
     def quarantine(self) -> Path:
         return self.path("data", "quarantine.parquet")
 

@@ -1,4 +1,5 @@
-"""Stage `crossval`: k-fold cross-validation of the candidate's recipe on the clean dataset, all folds at once."""
+"""Stage `crossval`: k-fold cross-validation of the candidate's recipe on the audited training set, all folds at
+once."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,5 +14,5 @@ from poisongate.workspace import Workspace
 
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     _, schema = workspace_reference(ws, config.data)
-    X, y = to_arrays(read_table(ws.clean), schema)
+    X, y = to_arrays(read_table(ws.audited), schema)
     return cross_validation_summary(X, y, schema.classes, config.train, config.crossval.folds)

@@ -1,21 +1,26 @@
-"""Stage `promote`: the promotion gate, the candidate against the champion and against the same recipe trained
-on the trusted reference alone (the baseline, cached in models/baseline per reference and recipe), on the golden
-holdout."""
+"""Stage `promote`: the promotion gate, the audited candidate against the champion and against the same recipe
+trained on the trusted reference alone (the baseline, cached in models/baseline per reference and recipe), on the
+golden holdout; and its outputs against the serving model's (the champion, else the baseline) on the holdout and
+on tonight's accepted rows (poisongate/output_monitor.py)."""
 from __future__ import annotations
 
 import hashlib
 import json
 from typing import Any
 
+import numpy as np
+
 from poisongate.config import Config
 from poisongate.integrity import file_md5
 from poisongate.learning import models
-from poisongate.learning.training import fit
-from poisongate.promotion import decide, evaluate, predictions
+from poisongate.learning.training import fit, predict_proba
+from poisongate.output_monitor import compare, pull_checks
+from poisongate.promotion import decide, evaluate
 from poisongate.schema import to_arrays
 from poisongate.sources import workspace_reference
 from poisongate.store.registry import champion_checkpoint
 from poisongate.tables import read_table
+from poisongate.training_set import RUN, TONIGHT
 from poisongate.workspace import Workspace, atomic_write_text
 
 
@@ -33,14 +38,33 @@ def baseline(ws: Workspace, config: Config, reference, schema) -> tuple:
     return graphdef, params, spec
 
 
+def proba(model: tuple, X) -> np.ndarray:
+    graphdef, params, spec = model
+    return np.asarray(predict_proba(graphdef, params, models.scale(X, spec)), np.float64)
+
+
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     reference, schema = workspace_reference(ws, config.data)
     X, y = to_arrays(read_table(ws.holdout), schema)
-    candidate = models.load(ws.candidate)
+    training_rows = read_table(ws.audited)
+    X_acc, y_acc = to_arrays(training_rows.loc[training_rows[RUN] == TONIGHT], schema)
+    candidate = models.load(ws.audited_model)
     champion_path = champion_checkpoint(ws)
     champion = models.load(champion_path) if champion_path else None
+    reference_only = baseline(ws, config, reference, schema)
+    serving = champion or reference_only
     cv = json.loads(ws.report("crossval").read_text())
     training = json.loads(ws.report("train").read_text()) if ws.report("train").exists() else {}
-    decision = decide(y, schema.classes, predictions(*candidate, X), champion and predictions(*champion, X),
-                      predictions(*baseline(ws, config, reference, schema), X), cv, config.promote, training)
-    return {**decision, "candidate": evaluate(*candidate, X, y), "champion": champion and evaluate(*champion, X, y)}
+    on_holdout = {name: proba(m, X) for name, m in (("candidate", candidate), ("serving", serving))}
+    on_accepted = {name: proba(m, X_acc) for name, m in (("candidate", candidate), ("serving", serving))}
+    classes = list(candidate[2]["classes"])
+    pulls = pull_checks(y_acc, on_accepted["candidate"].argmax(1), on_accepted["serving"].argmax(1), y,
+                        on_holdout["candidate"].argmax(1), on_holdout["serving"].argmax(1), classes,
+                        config.audit.pull_alpha) if config.audit.enabled else []
+    decision = decide(y, schema.classes, on_holdout["candidate"].argmax(1),
+                      champion and proba(champion, X).argmax(1), proba(reference_only, X).argmax(1), cv,
+                      config.promote, training, pulls)
+    return {**decision, "candidate": evaluate(*candidate, X, y), "champion": champion and evaluate(*champion, X, y),
+            "outputs": {"serving_model": "champion" if champion else "trusted-reference model",
+                        "holdout": compare(on_holdout["candidate"], on_holdout["serving"], classes, y),
+                        "accepted": compare(on_accepted["candidate"], on_accepted["serving"], classes)}}

@@ -1,6 +1,6 @@
 """Stage `train`: the candidate, trained on data/clean.parquet and checkpointed to models/candidate (Orbax).
-Training checkpoints go to models/training every train.checkpoint_every epochs (a killed run resumes) and are
-removed once the candidate is saved."""
+Training checkpoints go to models/training every train.checkpoint_every epochs (a killed run resumes); their
+weights are saved with the candidate as its trajectory (the audit's TracIn reads it), then they are removed."""
 from __future__ import annotations
 
 import csv
@@ -70,7 +70,7 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
         atomic_write_text(ws.report("train"), json.dumps({"rows": len(X), "nonfinite": True, "loss_spikes": []}) + "\n")
         raise
     seconds = time.perf_counter() - start
-    models.save(ws.candidate, cfg.epochs, t.params, t.opt_state, spec)
+    models.save(ws.candidate, cfg.epochs, t.params, t.opt_state, spec, t.trajectory)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     write_curves(ws, t)
     return summarize(t, Xs, y, cfg, seconds)

@@ -72,7 +72,7 @@ def test_dvc_yaml_lists_each_stage_code_params_and_plots():
                 assert part in node, (stage, key)
                 node = node[part]
     assert {p for p in dvc["plots"]} == {f"reports/plots/{n}.png" for n in ("loss_curve", "confusion", "batch_pca",
-                                                                          "detector_scores")}
+                                                                          "detector_scores", "batch_tsne", "influence")}
 
 
 def test_expectations_folder_is_committed_with_its_readme_and_the_user_file():

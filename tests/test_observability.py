@@ -36,7 +36,8 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     assert report["run_id"] in Artifact.get("poisongate-run-report").data
 
     assert report["plots"] == ["reports/plots/loss_curve.png", "reports/plots/confusion.png",
-                               "reports/plots/batch_pca.png", "reports/plots/detector_scores.png"]
+                               "reports/plots/batch_pca.png", "reports/plots/batch_tsne.png",
+                               "reports/plots/detector_scores.png", "reports/plots/influence.png"]
     for path in report["plots"]:
         with Image.open(ws.root / path) as img:
             assert img.format == "PNG"

@@ -99,6 +99,6 @@ def test_targets_say_met_or_missed_and_why(config):
 def test_attack_names_leave_the_backdoor_out_only_for_non_image_rows(config):
     cfg = config.redteam.model_copy(update={"attacks": "all"})
     assert "backdoor" in rt.attack_names(cfg, 64) and "backdoor" not in rt.attack_names(cfg, 10)
-    assert len(rt.attack_names(cfg, 64)) == 10
+    assert len(rt.attack_names(cfg, 64)) == 11
     with pytest.raises(ConfigError, match=r"redteam\.attacks = \['label_flip', 'nope'\]: unknown attack 'nope'"):
         config.replace("redteam", attacks=["label_flip", "nope"])

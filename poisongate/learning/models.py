@@ -90,12 +90,18 @@ def scale(X: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return ((X - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)).astype(np.float32)
 
 
-def save(path: Path, step: int, params: nnx.State, opt_state: Any, meta: dict[str, Any]) -> None:
-    """One Orbax checkpoint: weights, optimizer state and the JSON spec. Replaces what was at `path`."""
+def save(path: Path, step: int, params: nnx.State, opt_state: Any, meta: dict[str, Any],
+         trajectory: tuple = ()) -> None:
+    """An Orbax checkpoint: weights, optimizer state and the JSON spec at `step`, and before it the weights of
+    its training `trajectory` ((epoch, params), each its own step: the audit's TracIn reads them). Replaces what
+    was at `path`."""
     path = Path(path).resolve()  # Orbax needs absolute paths
     if path.exists():
         shutil.rmtree(path)
-    with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)) as mngr:
+    with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True)) as mngr:
+        for epoch, weights in trajectory:
+            if epoch < step:
+                mngr.save(epoch, args=ocp.args.Composite(params=ocp.args.StandardSave(weights)))
         mngr.save(step, args=ocp.args.Composite(
             params=ocp.args.StandardSave(params),
             opt_state=ocp.args.StandardSave(opt_state),
@@ -120,3 +126,13 @@ def load(path: Path) -> tuple[nnx.GraphDef, nnx.State, dict[str, Any]]:
             detail = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise RegistryDamaged(f"{path}: the checkpoint cannot be restored ({detail}); {REPAIR_REGISTRY}") from None
     return graphdef, params, meta
+
+
+def load_trajectory(path: Path) -> list[tuple[int, nnx.State]]:
+    """(epoch, weights) of every step of a checkpoint written by `save`, the final one included."""
+    path = Path(path).resolve()
+    _, params, meta = load(path)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
+    with ocp.CheckpointManager(path) as mngr:
+        return [(step, mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))["params"])
+                for step in mngr.all_steps()]

@@ -204,6 +204,10 @@ class Trained(NamedTuple):
     losses: np.ndarray  # [epochs, (folds,) steps]
     grad_norms: np.ndarray
     accuracies: np.ndarray
+    trajectory: tuple = ()  # (epoch, params) at every checkpoint epoch: what the audit's TracIn sums over
+
+
+CURVES = ("losses", "grad_norms", "accuracies")
 
 
 class NonFiniteTraining(PoisongateError):
@@ -235,11 +239,12 @@ class Checkpoints:
 
     def __init__(self, directory: Path, every: int, key: str) -> None:
         self.every, self.key = every, key
+        # Every checkpoint is kept until the candidate is saved: they are its trajectory (Trained.trajectory).
         self.mngr = ocp.CheckpointManager(Path(directory).resolve(),  # Orbax needs absolute paths
-                                          options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+                                          options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True))
 
     def resume(self, params, opt_state):
-        """(epochs done, params, opt_state, curves) from the latest matching checkpoint, or None."""
+        """(epochs done, params, opt_state, curves, trajectory) from the latest matching checkpoint, or None."""
         step = self.mngr.latest_step()
         if step is None:
             return None
@@ -251,14 +256,17 @@ class Checkpoints:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, (params, opt_state))
         got = self.mngr.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), curves=ocp.args.StandardRestore()))
-        return step, *got["state"], [np.asarray(got["curves"][name]) for name in Trained._fields[3:]]
+        trajectory = [(s, self.mngr.restore(s, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))["state"][0]) for s in self.mngr.all_steps() if s < step]
+        return (step, *got["state"], [np.asarray(got["curves"][name]) for name in CURVES],
+                [*trajectory, (step, got["state"][0])])
 
     def maybe_save(self, epochs_done: int, last: bool, params, opt_state, curves) -> None:
         if epochs_done % self.every and not last:
             return
         self.mngr.save(epochs_done, args=ocp.args.Composite(
             state=ocp.args.StandardSave((params, opt_state)),
-            curves=ocp.args.StandardSave(dict(zip(Trained._fields[3:], (np.stack(c) for c in curves)))),
+            curves=ocp.args.StandardSave(dict(zip(CURVES, (np.stack(c) for c in curves)))),
             meta=ocp.args.JsonSave({"fingerprint": self.key})), force=True)
         self.mngr.wait_until_finished()
 
@@ -269,10 +277,11 @@ class Checkpoints:
 def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Recipe, W: np.ndarray | None = None,
                 checkpoint_dir: Path | None = None, checkpoint_every: int | None = None) -> Trained:
     """Train one model (W None) or len(W) models at once, one per row-weight vector. X is already scaled.
-    With `checkpoint_dir`, resumes from its latest matching checkpoint and saves every
-    `checkpoint_every` epochs (train.checkpoint_every: the caller says, no default here)."""
-    if (checkpoint_dir is None) != (checkpoint_every is None):
-        raise ValueError("checkpoint_dir and checkpoint_every go together")
+    `checkpoint_every` (train.checkpoint_every: the caller says, no default here): the parameters after every such
+    epoch and the last are kept in memory (Trained.trajectory, one model only); with `checkpoint_dir` they are also
+    Orbax checkpoints of model + optimizer, and a killed run resumes from the latest matching one."""
+    if checkpoint_dir is not None and checkpoint_every is None:
+        raise ValueError("checkpoint_dir needs checkpoint_every")
     bs = batch_size_for(recipe)
     folds = None if W is None else len(W)
     w = np.ones(len(X), np.float32) if W is None else W.astype(np.float32)
@@ -288,12 +297,12 @@ def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Reci
     params = jax.device_put(params, replicated)
     opt_state = jax.vmap(tx.init)(params) if folds else tx.init(params)
     curves: list[list[np.ndarray]] = [[], [], []]  # losses, grad norms, accuracies: one array per epoch
-    start, ckpt = 0, None
+    start, ckpt, trajectory = 0, None, []
     if checkpoint_dir is not None:
         ckpt = Checkpoints(checkpoint_dir, checkpoint_every, fingerprint(X, y, w, spec, recipe))
         resumed = ckpt.resume(params, opt_state)
         if resumed is not None:
-            start, params, opt_state, saved = resumed
+            start, params, opt_state, saved, trajectory = resumed
             curves = [list(c) for c in saved]
     X, y, w = (jax.device_put(a, replicated) for a in (X, y, w))
     key = jax.random.key(seed)
@@ -309,13 +318,15 @@ def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Reci
                 for store, values in zip(curves, epoch_curves):
                     store.append(np.asarray(values))
                 check_finite(epoch, curves[0][-1], curves[1][-1])
+                if checkpoint_every and folds is None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                    trajectory.append((epoch + 1, params))
                 if ckpt is not None:
                     ckpt.maybe_save(epoch + 1, epoch + 1 == epochs, params, opt_state, curves)
                 advance()
     finally:
         if ckpt is not None:
             ckpt.close()
-    return Trained(graphdef, params, opt_state, *(np.stack(c) for c in curves))
+    return Trained(graphdef, params, opt_state, *(np.stack(c) for c in curves), tuple(trajectory))
 
 
 def fit(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Recipe, W: np.ndarray | None = None):

@@ -27,6 +27,12 @@ def figure(name: str, s: dict[str, Any]) -> str:
         return f"{nights} night{'' if nights == 1 else 's'}, {s.get('untrusted_rows', 0)} untrusted rows checked"
     if name == "train":
         return f"{s['rows']} rows, {s['epochs']} epochs, final loss {s['final_loss']:.4g}"
+    if name == "audit":
+        if not s.get("enabled", True):
+            return "off (audit.enabled)"
+        retrained = "; candidate retrained without them" if s.get("retrained") else ""
+        return (f"{s['flagged']} of {s['rows_judged']} accepted rows flagged by influence "
+                f"(threshold {s['threshold']:.3g}){retrained}")
     if name == "crossval":
         return f"mean accuracy {s['mean_accuracy']:.4f} over {s['folds']} folds (spread {s['spread']:.4f})"
     if name == "promote":

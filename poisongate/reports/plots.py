@@ -1,6 +1,7 @@
 """PNG plots for people who look rather than read (matplotlib, Agg backend), written beside the run's
 reports (reports/plots/, versioned with them and listed as DVC plots): the loss curve, detector score
-histograms with their thresholds, candidate vs champion confusion matrices, and a PCA of the batch."""
+histograms with their thresholds, candidate vs champion confusion matrices, a PCA and a t-SNE of the batch, and
+the audit's influence histogram with its threshold."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 from poisongate.config import Config
 from poisongate.schema import row_ids, to_arrays
@@ -72,6 +74,42 @@ def batch_projection(X_ref: np.ndarray, X: np.ndarray, quarantined: np.ndarray) 
     return fig
 
 
+def tsne_view(X_ref: np.ndarray, X: np.ndarray, quarantined: np.ndarray, influential: np.ndarray, max_rows: int,
+              seed: int = 0) -> Figure:
+    """Reference + batch in one t-SNE embedding (a seeded sample of the reference when there are more than
+    `max_rows` rows; every batch row up to that), quarantined and high-influence rows marked."""
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(X))[:max_rows])
+    ref = np.sort(rng.permutation(len(X_ref))[:max(max_rows - len(keep), 0)])
+    Z = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(ref) + len(keep) - 1) / 3)
+             ).fit_transform(np.concatenate([X_ref[ref], X[keep]]).astype(np.float64))
+    Zr, Zb = Z[: len(ref)], Z[len(ref):]
+    q, h = quarantined[keep], influential[keep]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(*Zr.T, s=6, alpha=0.35, color="tab:gray", label=f"trusted reference ({len(ref)})")
+    ax.scatter(*Zb[~q & ~h].T, s=8, alpha=0.7, color="tab:blue", label=f"accepted ({int((~q & ~h).sum())})")
+    ax.scatter(*Zb[q].T, s=30, marker="x", color="tab:red", label=f"quarantined by the gates ({int(q.sum())})")
+    ax.scatter(*Zb[h].T, s=40, marker="^", facecolors="none", edgecolors="tab:orange",
+               label=f"high influence, audit ({int(h.sum())})")
+    ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", title="Reference + incoming batch (t-SNE)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def influence_histogram(histograms: dict[str, dict[str, list[float]]], threshold: float) -> Figure:
+    """Tonight's rows' and the trusted rows' TracIn harm, and the audit's threshold."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (name, h), color in zip(histograms.items(), ("tab:blue", "tab:gray")):
+        if h["counts"]:
+            counts = np.asarray(h["counts"], np.float64)
+            ax.stairs(counts / max(counts.sum(), 1), h["edges"], label=f"{name} rows", color=color)
+    if np.isfinite(threshold):
+        ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:.3g}")
+    ax.set(xlabel="harm to the holdout loss (TracIn)", ylabel="share of rows", yscale="log", title="Audit: influence")
+    ax.legend()
+    return fig
+
+
 def save(fig: Figure, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
@@ -96,9 +134,16 @@ def write(ws: Workspace, summaries: dict[str, Any], config: Config) -> list[Path
         (reference, schema), batch = workspace_reference(ws, config.data), read_table(ws.incoming)
         quarantined_ids = {r["id"] for r in filt["quarantined_rows"]}
         mask = np.isin(row_ids(batch, schema), list(quarantined_ids))
-        written.append(save(batch_projection(to_arrays(reference, schema)[0], to_arrays(batch, schema)[0], mask),
-                            out / "batch_pca.png"))
+        X_ref, X = to_arrays(reference, schema)[0], to_arrays(batch, schema)[0]
+        written.append(save(batch_projection(X_ref, X, mask), out / "batch_pca.png"))
+        audit = summaries.get("audit") or {}
+        influential = np.isin(row_ids(batch, schema), [r["id"] for r in audit.get("flagged_rows", [])])
+        written.append(save(tsne_view(X_ref, X, mask, influential, config.audit.tsne_rows), out / "batch_tsne.png"))
         histograms = {k: h for k, h in filt.get("score_histograms", {}).items() if h["counts"]}
         if histograms:
             written.append(save(score_histograms(histograms, filt["thresholds"]), out / "detector_scores.png"))
+    audit = summaries.get("audit") or {}
+    if audit.get("influence_histograms"):
+        written.append(save(influence_histogram(audit["influence_histograms"], audit["threshold"]),
+                            out / "influence.png"))
     return written

@@ -68,7 +68,7 @@ def summarize(report: dict[str, Any], revoked: bool = False, released: int = 0) 
         "holdout_accuracy": (promote.get("candidate") or {}).get("accuracy"),
         "cv_mean_accuracy": cv.get("mean_accuracy"),
         "dataset_md5": hashes.get(TRAINING_SET),
-        "model_md5": hashes.get("models/candidate"),
+        "model_md5": hashes.get("models/audited", hashes.get("models/candidate")),
         "source": ingest.get("source", "(retrain only)"),
         "source_sha256": ingest.get("source_sha256"),
         "attack": ingest.get("attack") if ingest.get("poisoned_ids") else None,

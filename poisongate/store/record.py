@@ -42,6 +42,8 @@ def archive_quarantine(ws: Workspace, run_id: str, summaries: dict[str, Any]) ->
         frame["quarantine_reason"] = data_gate.refusal(summaries["validate"], shown=None)  # every expectation
     else:
         return 0
+    if "audit" in summaries and ws.audit_quarantine.exists():  # rows the audit took out after training
+        frame = pd.concat([frame, read_table(ws.audit_quarantine)], ignore_index=True)
     write_table(frame, ws.quarantine_file(run_id))
     return len(frame)
 
@@ -103,7 +105,7 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False], stores)
     pictures = plots.write(ws, summaries, config)
     if passed and "promote" in summaries:
-        write_table(training_set.stamp(read_table(ws.clean), run_id), ws.training)
+        write_table(training_set.stamp(read_table(ws.audited), run_id), ws.training)
     versioning.track_training_set(ws)
     full = run_report.build(run_id, summaries, text, versioning.hashes(ws), git_parent)
     full["run_options"] = options

@@ -19,7 +19,7 @@ def register_candidate(ws: Workspace, run_id: str, decision: dict[str, Any]) -> 
     """Keep the candidate with its decision; point the champion at it only if it passed."""
     staging = ws.registry / f".{run_id}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(ws.candidate, staging / "checkpoint")
+    shutil.copytree(ws.audited_model, staging / "checkpoint")
     atomic_write_text(staging / "decision.json", json.dumps(decision, indent=1) + "\n")
     staging.rename(ws.registry / run_id)  # the entry appears complete or not at all
     if decision["passed"]:

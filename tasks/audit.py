@@ -1,0 +1,89 @@
+"""Stage `audit`: TracIn influence of tonight's accepted rows on the golden holdout loss, over the candidate's
+checkpoints (poisongate/audit.py), judged against the trusted rows' influence. Flagged rows go to
+data/audit_quarantine.parquet (as received, with why) and the candidate is retrained once without them.
+Writes models/audited (the candidate the later stages judge: the retrained one, else the candidate) and
+data/audited.parquet (the training set it was trained on)."""
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from poisongate import audit
+from poisongate.config import Config
+from poisongate.learning import models
+from poisongate.learning.training import train_model
+from poisongate.promotion import evaluate
+from poisongate.schema import row_ids, to_arrays
+from poisongate.sources import workspace_reference
+from poisongate.tables import read_table, write_table
+from poisongate.training_set import RUN, TONIGHT, trusted_runs
+from poisongate.workspace import Workspace
+
+
+def tonight_as_received(ws: Workspace, clean: pd.DataFrame, tonight: np.ndarray) -> pd.DataFrame:
+    """Tonight's training rows as the batch brought them (every column): the incoming rows the filter accepted,
+    in order; the training rows themselves where there is no such batch (a retrain on the workspace's data)."""
+    if ws.incoming.exists() and ws.scores.exists():
+        accepted = read_table(ws.incoming).loc[~read_table(ws.scores)["quarantined"].to_numpy()]
+        if len(accepted) == int(tonight.sum()):
+            return accepted
+    return clean.loc[tonight]
+
+
+def ids_of(rows: pd.DataFrame, schema) -> np.ndarray:
+    """Their ids, or their row positions in the batch where the data has no id column."""
+    return row_ids(rows, schema) if schema.id else rows.index.to_numpy()
+
+
+def keep_candidate(ws: Workspace, clean: pd.DataFrame, received: pd.DataFrame) -> None:
+    write_table(clean, ws.audited)
+    write_table(received.iloc[:0].assign(quarantine_reason=pd.Series(dtype="string")), ws.audit_quarantine)
+    shutil.rmtree(ws.audited_model, ignore_errors=True)
+    shutil.copytree(ws.candidate, ws.audited_model)
+
+
+def run(ws: Workspace, config: Config) -> dict[str, Any]:
+    cfg, recipe = config.audit, config.train
+    _, schema = workspace_reference(ws, config.data)
+    clean = read_table(ws.clean)
+    tonight = (clean[RUN] == TONIGHT).to_numpy()
+    received = tonight_as_received(ws, clean, tonight)
+    if not cfg.enabled:
+        keep_candidate(ws, clean, received)
+        return {"passed": None, "enabled": False, "flagged": 0}
+    X, y = to_arrays(clean, schema)
+    X_hold, y_hold = to_arrays(read_table(ws.holdout), schema)
+    graphdef, params, spec = models.load(ws.candidate)
+    trajectory = models.load_trajectory(ws.candidate)
+    trusted = clean[RUN].isin(sorted(trusted_runs(ws))).to_numpy()
+    harm, judgement = audit.audit_rows(graphdef, trajectory, spec, X, y, trusted, tonight, X_hold, y_hold,
+                                       recipe.learning_rate, cfg)
+    out = audit.summary(judgement, harm[tonight], harm[trusted], ids_of(received, schema), cfg.false_alarm_rate,
+                        [step for step, _ in trajectory])
+    out["passed"] = None  # the audit removes rows; the promotion gate judges the model it leaves
+    out["candidate"] = evaluate(graphdef, params, spec, X_hold, y_hold)
+    if not judgement.flagged.any() or not cfg.retrain:
+        keep_candidate(ws, clean, received)
+        out["retrained"] = None
+        return out
+    flagged = received.loc[judgement.flagged].copy()
+    flagged["quarantine_reason"] = [
+        f"audit: harmful influence {h:.3g} >= {judgement.threshold:.3g} on the golden holdout loss "
+        f"(p {p:.2g} <= audit.false_alarm_rate {cfg.false_alarm_rate:g})"
+        for h, p in zip(harm[tonight][judgement.flagged], judgement.p_values[judgement.flagged])]
+    flagged["audit_harm"] = harm[tonight][judgement.flagged]
+    drop = np.zeros(len(clean), bool)
+    drop[np.flatnonzero(tonight)[judgement.flagged]] = True
+    kept = clean.loc[~drop].reset_index(drop=True)
+    X_kept, y_kept = to_arrays(kept, schema)
+    spec_kept = models.model_spec(recipe, X_kept, schema.classes)
+    t = train_model(models.scale(X_kept, spec_kept), y_kept, spec_kept, recipe,
+                    checkpoint_every=recipe.checkpoint_every)
+    models.save(ws.audited_model, recipe.epochs, t.params, t.opt_state, spec_kept, t.trajectory)
+    write_table(kept, ws.audited)
+    write_table(flagged, ws.audit_quarantine)
+    out["retrained"] = {"rows": len(kept), **evaluate(t.graphdef, t.params, spec_kept, X_hold, y_hold)}
+    return out
