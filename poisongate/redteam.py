@@ -313,11 +313,13 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         by = "".join(sorted({"D" if reason.startswith("data gate") else "F" for reason in r["refused_by"]}))
         lines.append(
             f"| {r['attack']} | {r['rate']:.0%} | {_pct(r['clean_accuracy'])} | {_pct(r['accuracy_without_gates'])} | "
-            f"{_pct(r.get('accuracy_before_audit'))} | {_pct(r['accuracy_with_gates'])} | {r['worst_seed_drop'] * 100:.1f} | {_pct(r['served_accuracy'])} | "
+            f"{_pct(r.get('accuracy_before_audit'))} | {_pct(r['accuracy_with_gates'])} | "
+            f"{r['worst_seed_drop'] * 100:.1f} | {_pct(r['served_accuracy'])} | "
             f"{_pct(r['champion_accuracy'])} | {r['promoted']}/{r['seeds']} | {r['refused']}/{r['seeds']} {by} | "
             f"{r['precision']:.2f} | {r['recall']:.2f} | {r['f1']:.2f} | {r['detector_precision']:.2f} | "
             f"{r['detector_recall']:.2f} | {r.get('audit_caught', 0)}/{r.get('poisoned_accepted', 0)} | "
-            f"{_pct(r.get('asr_without_gates'))} | {_pct(r.get('asr_before_audit'))} | {_pct(r.get('asr_with_gates'))} | "
+            f"{_pct(r.get('asr_without_gates'))} | {_pct(r.get('asr_before_audit'))} | "
+            f"{_pct(r.get('asr_with_gates'))} | "
             f"{r['target']} | {r['why']} |")
     return "\n".join(lines) + "\n"
 
