@@ -64,7 +64,7 @@ def boundary_flip(X, y, rate, rng, n_classes):
     """Label flips where they are hardest to see: the round(rate * n) rows nearest another class (smallest gap
     between the distances to their own and to the nearest other class centroid, standardised features) get that
     class's label. They sit where clean rows of both classes mix, so row checks let them through."""
-    Z = (X - X.mean(axis=0)) / _feature_std(X)
+    Z = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-6)  # constant columns (digits' corners) count 0
     present = np.unique(y)
     centroids = np.stack([Z[y == c].mean(axis=0) for c in present])
     d = ((Z[:, None, :] - centroids[None]) ** 2).sum(axis=-1)

@@ -1,10 +1,10 @@
 """The post-training audit: which accepted rows pulled the candidate away from the golden holdout.
 
 Influence is TracIn (Pruthi et al. 2020) over the candidate's training trajectory (its Orbax checkpoints): a
-gradient step on row i at checkpoint c changes the holdout loss by about -lr <grad l_i(c), grad L_holdout(c)>,
-so a row's harm is the sum over checkpoints of lr times minus that dot product. The dot product of every row's
-gradient with one direction is a Jacobian-vector product of the per-row losses: one forward-mode pass per chunk
-gives every row's value exactly as vmapped per-example gradients would, without holding them.
+gradient step on row i at checkpoint c changes a holdout loss L by about -lr <grad l_i(c), grad L(c)>, so a row's
+harm to L is the sum over checkpoints of lr times minus that dot product. L is each class's holdout loss and a
+row's harm the largest over classes: per-example gradients (vmap, jitted, chunked) dotted with one direction per
+class.
 
 Tonight's rows are judged against the trusted rows' harm (trained on alike, so exchangeable with clean rows
 under the null) by a conformal p-value; a row at or below audit.false_alarm_rate is flagged, so a clean batch
@@ -27,40 +27,49 @@ from poisongate.poisoning_gate import conformal_p, histogram
 from poisongate.schema import plain
 
 
-def _holdout_loss(params, graphdef, X, y):
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, params)(X), y))
+def _mean_loss(params, graphdef, X, y, w):
+    losses = optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, params)(X), y)
+    return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "n_classes"))
+def class_holdout_gradients(graphdef, params, X, y, n_classes: int):
+    """The gradient of the holdout's mean loss over each class's rows, stacked on a leading class axis."""
+    W = (y[None, :] == jnp.arange(n_classes)[:, None]).astype(jnp.float32)
+    return jax.vmap(jax.grad(_mean_loss), in_axes=(None, None, None, None, 0))(params, graphdef, X, y, W)
 
 
 @partial(jax.jit, static_argnames="graphdef")
-def holdout_gradient(graphdef, params, X, y):
-    return jax.grad(_holdout_loss)(params, graphdef, X, y)
+def gradient_dots(graphdef, params, directions, X, y):
+    """[rows, classes]: <grad of row i's loss, direction k>, from per-example gradients (vmap), flattened."""
+    def row_loss(p, x, t):
+        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p)(x[None]), t[None])[0]
 
-
-@partial(jax.jit, static_argnames="graphdef")
-def gradient_dots(graphdef, params, direction, X, y):
-    """<grad of row i's loss, direction> for every row: one jvp of the per-row loss vector."""
-    def per_row(p):
-        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p)(X), y)
-
-    return jax.jvp(per_row, (params,), (direction,))[1]
+    grads = jax.vmap(jax.grad(row_loss), in_axes=(None, 0, 0))(params, X, y)
+    G = jnp.concatenate([g.reshape(g.shape[0], -1) for g in jax.tree.leaves(grads)], axis=1)
+    D = jnp.concatenate([d.reshape(d.shape[0], -1) for d in jax.tree.leaves(directions)], axis=1)
+    return G @ D.T
 
 
 def harm(graphdef, trajectory: list[tuple[int, Any]], learning_rate: float, X: np.ndarray, y: np.ndarray,
-         X_holdout: np.ndarray, y_holdout: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """Per training row (X scaled as the model reads it), its TracIn harm to the holdout loss: higher hurts
-    more. Chunked (padded to whole chunks, so one compiled shape) so memory stays flat as rows grow."""
+         X_holdout: np.ndarray, y_holdout: np.ndarray, chunk_rows: int, n_classes: int) -> np.ndarray:
+    """Per training row (X scaled as the model reads it), its TracIn harm to the holdout loss: the most it raises
+    any one class's holdout loss (a flipped row hurts the class it looks like and helps the one it is labelled,
+    so the sum over classes would cancel). Higher hurts more. Chunked (padded to whole chunks: one compiled
+    shape; per-example gradients of at most 2^23 floats at once) so memory stays flat as rows grow."""
     X, y = np.asarray(X, np.float32), np.asarray(y, np.int32)
-    n, chunk = len(X), max(1, min(chunk_rows, len(X)))
+    n_params = sum(leaf.size for leaf in jax.tree.leaves(trajectory[0][1]))
+    n, chunk = len(X), max(1, min(chunk_rows, len(X), max(64, 2**23 // n_params)))
     pad = -n % chunk
     Xp = np.concatenate([X, np.zeros((pad, X.shape[1]), np.float32)])
     yp = np.concatenate([y, np.zeros(pad, np.int32)])
-    total = np.zeros(len(Xp))
+    total = np.zeros((len(Xp), n_classes))
     for _, params in trajectory:
-        direction = holdout_gradient(graphdef, params, X_holdout, y_holdout.astype(np.int32))
+        directions = class_holdout_gradients(graphdef, params, X_holdout, y_holdout.astype(np.int32), n_classes)
         for start in range(0, len(Xp), chunk):
-            dots = gradient_dots(graphdef, params, direction, Xp[start:start + chunk], yp[start:start + chunk])
+            dots = gradient_dots(graphdef, params, directions, Xp[start:start + chunk], yp[start:start + chunk])
             total[start:start + chunk] -= learning_rate * np.asarray(dots, np.float64)
-    return total[:n]
+    return total[:n].max(axis=1)
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ def audit_rows(graphdef, trajectory: list[tuple[int, Any]], spec: dict[str, Any]
     """Every training row's harm (raw features; the model's scaling is applied here) and tonight's rows judged
     against the trusted rows'."""
     h = harm(graphdef, trajectory, learning_rate, models.scale(X, spec), y, models.scale(X_holdout, spec), y_holdout,
-             cfg.chunk_rows)
+             cfg.chunk_rows, len(spec["classes"]))
     return h, judge(h[trusted], h[tonight], cfg.false_alarm_rate)
 
 

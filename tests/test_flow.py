@@ -46,8 +46,14 @@ def test_clean_batch_promoted_then_flipped_batch_filtered_and_no_worse_model_pro
     report = latest_report(ws)
     assert set(DATASETS) <= set(report["dvc_hashes"])
     lock = yaml.safe_load((ws.root / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"reference", "expectations", "ingest", "validate", "filter", "campaign", "train", "crossval",
-                         "promote"}
+    assert set(lock) == {"reference", "expectations", "ingest", "validate", "filter", "campaign", "train", "audit",
+                         "crossval", "promote"}
+    audit = report["stages"]["audit"]
+    assert audit["rows_judged"] == report["stages"]["filter"]["rows"] - report["stages"]["filter"]["quarantined"]
+    assert audit["checkpoints"][-1] == report["stages"]["train"]["epochs"] and audit["trusted_rows"] > 0
+    assert {"reports/plots/batch_tsne.png", "reports/plots/influence.png"} <= set(report["plots"])
+    assert "reports/plots/influence.png" in (ws.runs / f"{report['run_id']}.md").read_text()
+    assert report["stages"]["promote"]["outputs"]["holdout"]["agreement"] > 0.9
     assert_everything_versioned_and_pushed(ws)
     first_champion = champion(ws)
     assert first_champion["run_id"] == report["run_id"]
@@ -67,7 +73,9 @@ def test_clean_batch_promoted_then_flipped_batch_filtered_and_no_worse_model_pro
     assert detection["poisoned"] == round(0.3 * report["stages"]["ingest"]["rows"])
     assert detection["recall"] >= 0.8, detection  # most flipped rows quarantined
     quarantined = pd.read_parquet(ws.quarantine_store / f"{report['run_id']}.parquet")
-    assert len(quarantined) == report["stages"]["filter"]["quarantined"]
+    audit = report["stages"]["audit"]
+    after_training = audit["flagged"] if audit["retrained"] else 0
+    assert len(quarantined) == report["stages"]["filter"]["quarantined"] + after_training
     assert quarantined["quarantine_reason"].str.len().gt(0).all()
     promotion = report["stages"]["promote"]
     if promotion["passed"]:

@@ -26,7 +26,11 @@ def test_every_plot_renders_to_a_png(tmp_path):
     saved_png(plots.confusion_pair(confusion, None, [0, 1, 2]), tmp_path, "first.png")  # no champion yet
     X = rng.normal(size=(100, 6))
     saved_png(plots.batch_projection(X, X[:40], np.arange(40) < 5), tmp_path, "pca.png")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.png", "loss.png", "pair.png", "pca.png", "scores.png"]
+    saved_png(plots.tsne_view(X, X[:40], np.arange(40) < 5, np.arange(40) >= 37, max_rows=120), tmp_path, "tsne.png")
+    harm = {"tonight": histogram(rng.normal(size=40), 2.0), "trusted": histogram(rng.normal(size=100), 2.0)}
+    saved_png(plots.influence_histogram(harm, 2.0), tmp_path, "influence.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.png", "influence.png", "loss.png", "pair.png",
+                                                          "pca.png", "scores.png", "tsne.png"]
 
 
 def test_score_histogram_counts_every_finite_row_and_spans_the_threshold():
