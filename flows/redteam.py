@@ -51,7 +51,7 @@ def redteam(workspace: str = ".", attacks: list[str] | None = None, rates: list[
                 advance()
     meta = rt.describe(config, data, names, list(cfg.seeds), seconds=time.perf_counter() - start)
     summary = rt.summarize(cells, cfg.targets)
-    result = {"meta": meta, "summary": summary, "baselines": list(bases.values()), "cells": cells}
+    result = {"meta": meta, "summary": summary, "baselines": [rt.recorded(b) for b in bases.values()], "cells": cells}
     paths = rt.write_outputs(ws.path(cfg.out), result)
     missed = sum(r["target"] == "missed" for r in summary)
     create_table_artifact(table=rt.table_rows(summary), key="poisongate-redteam",

@@ -61,9 +61,10 @@ def label_flip(X, y, rate, rng, n_classes):
 
 @attack("boundary_flip")
 def boundary_flip(X, y, rate, rng, n_classes):
-    """Label flips where they are hardest to see: the round(rate * n) rows nearest another class (smallest gap
-    between the distances to their own and to the nearest other class centroid, standardised features) get that
-    class's label. They sit where clean rows of both classes mix, so row checks let them through."""
+    """Label flips where they are hardest to see: round(rate * n) rows drawn among the 2 x that many nearest
+    another class (smallest gap between the distances to their own and to the nearest other class centroid,
+    standardised features) get that class's label. They sit where clean rows of both classes mix, so row checks
+    let them through."""
     Z = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-6)  # constant columns (digits' corners) count 0
     present = np.unique(y)
     centroids = np.stack([Z[y == c].mean(axis=0) for c in present])
@@ -72,9 +73,10 @@ def boundary_flip(X, y, rate, rng, n_classes):
     others = d.copy()
     others[np.arange(len(y)), own] = np.inf
     nearest = others.argmin(axis=1)
-    gap = others[np.arange(len(y)), nearest] - d[np.arange(len(y)), own] + rng.uniform(0, 1e-9, len(y))  # ties
+    gap = others[np.arange(len(y)), nearest] - d[np.arange(len(y)), own]
+    count = int(round(rate * len(y)))
     mask = np.zeros(len(y), dtype=bool)
-    mask[np.argsort(gap)[: int(round(rate * len(y)))]] = True
+    mask[rng.choice(np.argsort(gap, kind="stable")[: 2 * count], size=count, replace=False)] = True
     y = y.copy()
     y[mask] = present[nearest[mask]]
     return X, y, mask

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
-from poisongate import attacks, audit, data_gate, promotion
+from poisongate import attacks, audit, data_gate, output_monitor, promotion
 from poisongate import poisoning_gate as gate
 from poisongate.config import Config, RedteamConfig, Targets, TrainConfig, ValidateConfig
 from poisongate.errors import PoisongateError
@@ -106,6 +106,14 @@ def success_rate(model: Model, data: MatrixData, config: Config) -> float | None
         return None
 
 
+MODEL = "champion_model"
+
+
+def recorded(base: dict[str, Any]) -> dict[str, Any]:
+    """A baseline as redteam.json keeps it: its figures, not its model."""
+    return {k: v for k, v in base.items() if k != MODEL}
+
+
 def baseline(data: MatrixData, config: Config, seed: int) -> dict[str, Any]:
     """The champion (reference alone) and the clean model (reference + unpoisoned batch, no gates)."""
     cfg = train_config(config, seed)
@@ -121,6 +129,7 @@ def baseline(data: MatrixData, config: Config, seed: int) -> dict[str, Any]:
         "clean_accuracy": evaluate(clean, X_hold, y_hold)["accuracy"],
         "clean_asr": success_rate(clean, data, config),
         "champion_asr": success_rate(champion, data, config),
+        MODEL: champion,  # the output monitor's serving model (not written to redteam.json)
     }
 
 
@@ -185,8 +194,13 @@ def run_cell(data: MatrixData, config: Config, attack: str, rate: float, seed: i
         folds, _ = crossval.cross_validate(X_clean, y_clean, gated.spec, cfg, config.crossval.folds)
         candidate = evaluate(gated, X_hold, y_hold)
         reference_model = np.asarray(base["champion_predictions"])  # the champion is the reference-only model
+        accepted = X[keep, : X_ref.shape[1]]
+        pulls = output_monitor.pull_checks(y[keep], gated.predict(accepted), base[MODEL].predict(accepted), y_hold,
+                                           gated.predict(X_hold), reference_model, list(classes),
+                                           config.audit.pull_alpha) if config.audit.enabled else []
+        cell["target_class_pull"] = next((c["check"] for c in pulls if c["passed"] is False), None)
         decision = promotion.decide(y_hold, classes, gated.predict(X_hold), reference_model, reference_model,
-                                    crossval.summary(folds, len(X_clean)), config.promote)
+                                    crossval.summary(folds, len(X_clean)), config.promote, extra=pulls)
         cell.update(accuracy_with_gates=candidate["accuracy"], promoted=decision["passed"],
                     promotion=decision["reason"])
     cell["served_accuracy"] = cell["accuracy_with_gates"] if cell["promoted"] else cell["champion_accuracy"]
