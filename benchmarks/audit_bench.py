@@ -64,8 +64,10 @@ def summarize(cells: list[dict]) -> list[dict]:
     rows = []
     for attack, rate in CELLS:
         group = [c for c in cells if c["attack"] == attack and c["rate"] == rate]
-        mean = lambda k: statistics.fmean(c[k] for c in group if c.get(k) is not None) if any(  # noqa: E731
-            c.get(k) is not None for c in group) else None
+        def mean(key: str, group: list[dict] = group) -> float | None:
+            values = [c[key] for c in group if c.get(key) is not None]
+            return statistics.fmean(values) if values else None
+
         accepted, caught = sum(c["poisoned_accepted"] or 0 for c in group), sum(c["audit_caught"] or 0 for c in group)
         flagged = sum(c["audit_flagged"] or 0 for c in group)
         rows.append({"attack": attack, "rate": rate, "seeds": len(group), "poisoned_accepted_by_gates": accepted,
