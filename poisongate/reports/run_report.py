@@ -90,6 +90,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("Not run.")
     lines.append("")
 
+    a = s.get("audit")
+    if a and a.get("enabled", True) and "flagged" in a and "rows_judged" in a:
+        lines += ["## Audit (TracIn influence on the golden holdout loss)", "",
+                  f"{a['flagged']} of {a['rows_judged']} accepted rows flagged: harm >= {a['threshold']:.4g} (p <= "
+                  f"audit.false_alarm_rate {a['false_alarm_rate']:g} against {a['trusted_rows']} trusted rows; "
+                  f"checkpoints at epochs {', '.join(map(str, a['checkpoints']))}).", ""]
+        if a.get("retrained"):
+            lines += [f"Candidate retrained without them: holdout accuracy {a['candidate']['accuracy']:.4f} -> "
+                      f"{a['retrained']['accuracy']:.4f}.", ""]
+        lines += ["| most harmful row id | harm | p-value |", "|---|---|---|"]
+        lines += [f"| {md(r['id'])} | {r['harm']:.4g} | {r['p_value']:.3g} |" for r in a["most_harmful"]] + [""]
+
     cv = s.get("crossval")
     if cv:
         lines += ["## Cross-validation", "", "| fold | accuracy |", "|---|---|"]
@@ -108,6 +120,12 @@ def markdown(report: dict[str, Any]) -> str:
                   for c, r in p["candidate"]["class_recall"].items()]
         lines += [f"| **overall accuracy** | {p['candidate']['accuracy']:.4f} | "
                   f"{cell(champ['accuracy']) if champ else 'n/a'} |", ""]
+        outputs = p.get("outputs")
+        if outputs:
+            lines += [f"Outputs vs the {outputs['serving_model']}: agreement {outputs['holdout']['agreement']:.4f} on "
+                      f"the holdout, {cell(outputs['accepted']['agreement'])} on tonight's accepted rows; mean "
+                      f"confidence {outputs['holdout']['candidate']['mean_confidence']:.4f} vs "
+                      f"{outputs['holdout']['serving']['mean_confidence']:.4f} (`poisongate monitor`).", ""]
 
     if report.get("plots"):
         lines += ["## Plots", ""] + [f"- `{p}`" for p in report["plots"]] + [""]
