@@ -1,7 +1,10 @@
 """What the post-training audit adds, on the default data: boundary flips and a backdoor at 5% and 10% of the
 incoming rows, per seed through the red-team cell (poisongate/redteam.py: the gates, training, the audit, its
 retrain, the output monitor in the promotion decision). Baseline measured in the same run: the gated model before
-the audit (accuracy, attack success). Then the audit's share of a real night: `poisongate run` on a fresh
+the audit (accuracy, attack success). The backdoor's trigger shifts its pixels' mean, stdev and quantiles, so the
+GX data gate refuses those batches whole; to measure what the audit adds to a backdoor that passes the gates,
+its cells run with those three distribution checks off and the range margin wide (`LENIENT`). Then the audit's
+share of a real night: `poisongate run` on a fresh
 workspace with boundary flips at 10%, the audit stage's seconds against the run's wall time.
 
     uv run python benchmarks/audit_bench.py --seeds 3 --out benchmarks/results/audit.json
@@ -22,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = [("boundary_flip", 0.05), ("boundary_flip", 0.1), ("backdoor", 0.05), ("backdoor", 0.1)]
+LENIENT = {"mean": False, "stdev": False, "quantiles": False, "range_margin": 100.0}  # backdoor cells only
 KEEP = ("attack", "rate", "seed", "poisoned_rows", "poisoned_accepted", "audit_flagged", "audit_caught",
         "audit_precision", "audit_recall", "accuracy_before_audit", "accuracy_with_gates", "clean_accuracy",
         "asr_before_audit", "asr_with_gates", "target_class_pull", "promoted", "promotion", "batch_refused")
@@ -33,13 +37,17 @@ def matrix(seeds: int) -> list[dict]:
     from poisongate.workspace import Workspace
 
     config = configuration.load(ROOT / "params.yaml")
+    lenient = config.replace("validate", **LENIENT)
     data = rt.load_data(Workspace(ROOT), config)
+    data_lenient = rt.load_data(Workspace(ROOT), lenient)
     cells = []
     for seed in range(seeds):
         base = rt.baseline(data, config, seed)
         for attack, rate in CELLS:
             start = time.perf_counter()
-            cell = rt.run_cell(data, config, attack, rate, seed, base)
+            backdoor = attack == "backdoor"
+            cell = rt.run_cell(data_lenient if backdoor else data, lenient if backdoor else config, attack, rate,
+                               seed, base)
             cells.append({**{k: cell.get(k) for k in KEEP}, "seconds": round(time.perf_counter() - start, 1)})
             print(json.dumps(cells[-1]), flush=True)
     return cells
@@ -92,7 +100,8 @@ def main() -> None:
         night = night_share(Path(tmp))
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-              "command": " ".join(["python", *sys.argv]), "summary": summarize(cells), "night": night, "cells": cells}
+              "command": " ".join(["python", *sys.argv]), "backdoor_validate_overrides": LENIENT,
+              "summary": summarize(cells), "night": night, "cells": cells}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(json.dumps({"summary": result["summary"], "night": night}, indent=1, default=str))
