@@ -58,7 +58,10 @@ def test_run_publishes_artifacts_plots_and_a_history_row(make_workspace, prefect
     filt = report["stages"]["filter"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws.root, capture_output=True, text=True).stdout.strip()
     assert row["run_id"] == report["run_id"] and row["commit"] == head
-    assert (row["accepted"], row["quarantined"]) == (filt["rows"] - filt["quarantined"], filt["quarantined"])
+    audit = report["stages"]["audit"]
+    after_training = audit["flagged"] if audit["retrained"] else 0  # the audit's quarantine
+    assert (row["accepted"], row["quarantined"]) == (filt["rows"] - filt["quarantined"] - after_training,
+                                                     filt["quarantined"] + after_training)
     assert row["dataset_md5"] == report["dvc_hashes"]["data/training.parquet"] and row["attack"] == "label_flip"
     assert row["promoted"] == state.is_completed() and row["verdict"] == report["verdict"]
     table_text = subprocess.run(["poisongate", "--workspace", str(ws.root), "history"], capture_output=True, text=True,

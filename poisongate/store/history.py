@@ -46,9 +46,12 @@ def decision(report: dict[str, Any], revoked: bool) -> str:
 def summarize(report: dict[str, Any], revoked: bool = False, released: int = 0) -> dict[str, Any]:
     """One version's row: date, decision, batch and training-set sizes, hashes, metrics."""
     s = report["stages"]
-    ingest, filt, promote, cv, train = (s.get(k) or {} for k in ("ingest", "filter", "promote", "crossval", "train"))
+    ingest, filt, promote, cv, train, audit = (s.get(k) or {} for k in ("ingest", "filter", "promote", "crossval",
+                                                                        "train", "audit"))
+    after_training = audit.get("flagged", 0) if audit.get("retrained") else 0  # the audit's quarantine
     if filt:
-        accepted, quarantined = filt["rows"] - filt["quarantined"], filt["quarantined"]
+        quarantined = filt["quarantined"] + after_training
+        accepted = filt["rows"] - quarantined
         if s.get("campaign", {}).get("passed") is False:
             accepted, quarantined = 0, filt["rows"]
     elif s.get("validate", {}).get("passed") is False or ingest.get("passed") is False:  # refused whole
@@ -64,7 +67,7 @@ def summarize(report: dict[str, Any], revoked: bool = False, released: int = 0) 
         "accepted": accepted,
         "quarantined": quarantined,
         "released": released,
-        "train_rows": train.get("rows"),
+        "train_rows": (audit.get("retrained") or {}).get("rows", train.get("rows")),  # what the model learned from
         "holdout_accuracy": (promote.get("candidate") or {}).get("accuracy"),
         "cv_mean_accuracy": cv.get("mean_accuracy"),
         "dataset_md5": hashes.get(TRAINING_SET),
