@@ -4,6 +4,9 @@ The library: config (typed params.yaml), workspace and data I/O, detectors (plug
 (models, training, cross-validation), store (registry, versioning, history, rollback), reports, attacks and the
 red team. The stages that use it are in tasks/, the Prefect flows that wire them in flows/."""
 
+import json
+from typing import Any
+
 # The pipeline's stages in order: each is tasks/<name>.py and the dvc.yaml stage of that name.
 STAGES = ("reference", "ingest", "expectations", "validate", "filter", "campaign", "train", "audit", "crossval",
           "promote")
@@ -17,3 +20,17 @@ PER_ROW = ("quarantined_rows", "score_histograms", "flagged_rows", "influence_hi
 def for_git(summary: dict) -> dict:
     """A stage summary as a JSON file in git holds it: without its per-row parts."""
     return {k: v for k, v in summary.items() if k not in PER_ROW}
+
+
+def leaves_on_one_line(value: Any, level: int = 0) -> str:
+    """JSON indented down to the containers that hold only scalars, each of those on one line (a confusion
+    matrix is ten lines, a check one): a stage's metrics file stays short in git and readable in a diff."""
+    nested = isinstance(value, dict | list) and any(
+        isinstance(v, dict | list) for v in (value.values() if isinstance(value, dict) else value))
+    if not nested:
+        return json.dumps(value, default=str)
+    pad = " " * (level + 1)
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(k)}: {leaves_on_one_line(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * level + "}"
+    return "[\n" + ",\n".join(pad + leaves_on_one_line(v, level + 1) for v in value) + "\n" + " " * level + "]"

@@ -4,11 +4,10 @@ atomically and returns a summary (a gate's summary has `passed`). No stage impor
 from __future__ import annotations
 
 import importlib
-import json
 import time
 from typing import Any
 
-from poisongate import STAGES, for_git
+from poisongate import STAGES, for_git, leaves_on_one_line
 from poisongate.config import Config
 from poisongate.workspace import Workspace, atomic_write_text
 
@@ -21,5 +20,5 @@ def run_stage(ws: Workspace, name: str, config: Config) -> dict[str, Any]:
     start = time.perf_counter()
     summary = importlib.import_module(f"tasks.{name}").run(ws, config)
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    atomic_write_text(ws.report(name), json.dumps(for_git(summary), indent=1, default=str) + "\n")
+    atomic_write_text(ws.report(name), leaves_on_one_line(for_git(summary)) + "\n")
     return summary
