@@ -132,7 +132,10 @@ def test_a_ten_night_campaign_under_the_per_batch_gates_is_caught_early(make_wor
     its own gates (the flips the detectors see are quarantined, the rest accepted), and the cross-night checks
     catch the campaign before its rows reach 10% of the accumulated untrusted rows, naming the nights."""
     ws = make_workspace()
-    fast(ws, data={"split": {"batches": 10}})
+    # The cross-night checks alone are under test. The post-training audit takes some flipped rows out after
+    # training, which changes what accumulates: with it on, night 4's model was refused by the cv-fold checks
+    # (p 0.0015 < 0.0017) before the campaign check fired.
+    fast(ws, data={"split": {"batches": 10}}, audit={"enabled": False})
     caught = None
     for k in range(10):
         try:
