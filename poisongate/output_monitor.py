@@ -40,10 +40,10 @@ def compare(candidate: np.ndarray, serving: np.ndarray, classes: list, y: np.nda
     for i, c in enumerate(classes):
         to, away = int(((pc == i) & (ps != i)).sum()), int(((ps == i) & (pc != i)).sum())
         shift_p = 1.0 if to + away == 0 else float(binomtest(to, to + away, 0.5).pvalue)
-        both = (pc == i).any() and (ps == i).any()
+        ks = ks_2samp(cc[pc == i], cs[ps == i]) if (pc == i).any() and (ps == i).any() else None
         per_class[str(c)] = {"newly_predicted": to, "no_longer_predicted": away, "share_p_value": shift_p,
-                             "confidence_ks": float(ks_2samp(cc[pc == i], cs[ps == i]).statistic) if both else None,
-                             "confidence_p_value": float(ks_2samp(cc[pc == i], cs[ps == i]).pvalue) if both else None}
+                             "confidence_ks": float(ks.statistic) if ks else None,
+                             "confidence_p_value": float(ks.pvalue) if ks else None}
     out = {"candidate": outputs(candidate, classes), "serving": outputs(serving, classes),
            "agreement": float(np.mean(pc == ps)) if len(pc) else None, "per_class": per_class}
     if y is not None:
@@ -71,9 +71,9 @@ def pull_checks(accepted_labels: np.ndarray, candidate_accepted: np.ndarray, ser
         p = float(fisher_exact(table, alternative="greater")[1]) if labelled.any() and of_class.any() else 1.0
         accepted.append((min(1.0, p * 2 * k), pulled))
         wrong = y_holdout != i
-        p = mcnemar(wrong & (candidate_holdout == i) & (serving_holdout != i),
-                    wrong & (serving_holdout == i) & (candidate_holdout != i))
-        holdout.append((min(1.0, p * 2 * k), int((wrong & (candidate_holdout == i) & (serving_holdout != i)).sum())))
+        only_candidate = wrong & (candidate_holdout == i) & (serving_holdout != i)
+        p = mcnemar(only_candidate, wrong & (serving_holdout == i) & (candidate_holdout != i))
+        holdout.append((min(1.0, p * 2 * k), int(only_candidate.sum())))
     worst_a, worst_h = int(np.argmin([p for p, _ in accepted])), int(np.argmin([p for p, _ in holdout]))
     return [
         check(f"no target-class pull on tonight's accepted rows (class {classes[worst_a]}: rows labelled it that "

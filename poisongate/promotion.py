@@ -28,10 +28,6 @@ def evaluate(graphdef, params, spec: dict[str, Any], X: np.ndarray, y: np.ndarra
     }
 
 
-def predictions(graphdef, params, spec: dict[str, Any], X: np.ndarray) -> np.ndarray:
-    return np.asarray(predict_proba(graphdef, params, models.scale(X, spec))).argmax(axis=1)
-
-
 def check(name: str, value: float | None, threshold: float | None, passed: bool | None,
            p_value: float | None = None) -> dict[str, Any]:
     return {"check": name, "value": value, "p_value": p_value, "threshold": threshold, "passed": passed}

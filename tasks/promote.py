@@ -61,9 +61,10 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     pulls = pull_checks(y_acc, on_accepted["candidate"].argmax(1), on_accepted["serving"].argmax(1), y,
                         on_holdout["candidate"].argmax(1), on_holdout["serving"].argmax(1), classes,
                         config.audit.pull_alpha) if config.audit.enabled else []
+    reference_only_pred = on_holdout["serving"].argmax(1) if champion is None else proba(reference_only, X).argmax(1)
     decision = decide(y, schema.classes, on_holdout["candidate"].argmax(1),
-                      champion and proba(champion, X).argmax(1), proba(reference_only, X).argmax(1), cv,
-                      config.promote, training, pulls)
+                      champion and on_holdout["serving"].argmax(1), reference_only_pred, cv, config.promote,
+                      training, pulls)
     return {**decision, "candidate": evaluate(*candidate, X, y), "champion": champion and evaluate(*champion, X, y),
             "outputs": {"serving_model": "champion" if champion else "trusted-reference model",
                         "holdout": compare(on_holdout["candidate"], on_holdout["serving"], classes, y),
