@@ -1,7 +1,6 @@
-from functools import partial
+import os
+from concurrent.futures import ThreadPoolExecutor
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from pydantic import Field
 
@@ -10,6 +9,10 @@ from poisongate.detectors.base import Detector, DetectorOptions
 from poisongate.detectors.registry import register
 
 SKETCH_DIMS = 16
+PREFILTER_DIMS = 8
+CELL_ROWS_PER_WINDOW = 8  # a grid cell holds at most this many windows of rows, on average (see _cell_side)
+SAMPLE_ROWS = 20000
+MAX_HALVINGS = 8  # sketch coordinates summed first: a pair whose partial sum is already too far is dropped
 
 
 class DuplicateOptions(DetectorOptions):
@@ -54,11 +57,19 @@ class NearDuplicates(Detector):
 
     def fit(self, X, y):
         self.center, self.scale = self.center_scale(X)
+        d = X.shape[1]
+        # Rows are compared on a random orthonormal sketch (distances kept on average, less work); scaling and
+        # sketching are one matrix, so a batch is never copied scaled.
+        basis = (np.linalg.qr(np.random.default_rng(self.options.seed).standard_normal((d, SKETCH_DIMS)))[0]
+                 * np.sqrt(d / SKETCH_DIMS)) if d > SKETCH_DIMS else np.eye(d)
+        self.projection = (basis / self.scale[:, None]).astype(np.float32)
+        self.offset = (self.center @ self.projection).astype(np.float32)
         self.ref = self._scaled(X)
-        sample = self.ref[np.random.default_rng(0).permutation(len(self.ref))[:20000]]  # enough for a median
+        self.ref_sketch = self._sketch(X)
+        sample = np.random.default_rng(0).permutation(len(self.ref))[:20000]  # enough for a median
         nearest = np.full(len(sample), np.inf)
-        for i, j, _ in self._pairs(sample, cell=1.0):
-            d2 = np.mean((sample[i] - sample[j]) ** 2, axis=1)  # exact, not the sketch's
+        for i, j, _ in self._pairs(self.ref_sketch[sample], cell=1.0):
+            d2 = np.mean((self.ref[sample[i]] - self.ref[sample[j]]) ** 2, axis=1)  # exact, not the sketch's
             np.minimum.at(nearest, i, d2)
             np.minimum.at(nearest, j, d2)
         typical = float(np.sqrt(np.median(nearest))) if np.isfinite(nearest).any() else 1.0
@@ -67,74 +78,133 @@ class NearDuplicates(Detector):
 
     def fit_untrusted(self, X, y):
         self.fit(X, y)  # the nearest-neighbour scale from the batch: copies are a minority of its rows
-        self.ref = self.ref[:0]
+        self.ref, self.ref_sketch = self.ref[:0], self.ref_sketch[:0]
         return self
 
     def _scaled(self, X):
         return ((np.asarray(X, np.float32) - self.center) / self.scale).astype(np.float32)
 
-    def _pairs(self, Z, cell, within=np.inf):
+    def _sketch(self, X):
+        return np.asarray(X, np.float32) @ self.projection - self.offset
+
+    def _pairs(self, S, cell, within=np.inf):
         o = self.options
-        return window_pairs(Z, window=o.window, grids=o.grids, dims=o.grid_dims, cell=cell, seed=o.seed, within=within)
+        return window_pairs(S, window=o.window, grids=o.grids, dims=o.grid_dims, cell=cell, seed=o.seed,
+                            within=within)
 
     def score(self, X, y):
-        Z = np.concatenate([self.ref, self._scaled(X)])
-        candidates = list(self._pairs(Z, 8 * self.radius, within=4 * self.radius**2))  # sketch distances: slack
+        m = len(self.ref)
+        S = np.concatenate([self.ref_sketch, self._sketch(X)])
+        candidates = list(self._pairs(S, 8 * self.radius, within=4 * self.radius**2))  # sketch distances: slack
         none = np.zeros(0, np.int64)  # an empty batch has no pairs
         i = np.concatenate([none] + [i for i, _, _ in candidates])
         j = np.concatenate([none] + [j for _, j, _ in candidates])
-        close = np.mean((Z[i] - Z[j]) ** 2, axis=1) <= self.radius**2  # exact check of the few candidates
+
+        def rows(index):  # trusted-scaled rows of the concatenation [trusted; batch], only where asked
+            out = np.empty((len(index), X.shape[1]), np.float32)
+            trusted = index < m
+            out[trusted] = self.ref[index[trusted]]
+            out[~trusted] = self._scaled(X[index[~trusted] - m])
+            return out
+
+        close = np.mean((rows(i) - rows(j)) ** 2, axis=1) <= self.radius**2  # exact check of the few candidates
         later, earlier = np.maximum(i, j)[close], np.minimum(i, j)[close]
-        pairs = np.unique(later.astype(np.int64) * len(Z) + earlier)  # a pair seen by several grids counts once
-        copies = np.bincount(pairs // len(Z), minlength=len(Z))
-        return copies[len(self.ref) :].astype(np.float32)
+        pairs = np.unique(later.astype(np.int64) * len(S) + earlier)  # a pair seen by several grids counts once
+        copies = np.bincount(pairs // len(S), minlength=len(S))
+        return copies[m:].astype(np.float32)
 
 
-@partial(jax.jit, static_argnames="window")
-def _distance_to_predecessors(Z_sorted, *, window):
-    """d2[o - 1, i]: mean squared difference of sorted row i + window and sorted row i + window - o."""
-    rows = Z_sorted.shape[0] - window
-    return jnp.stack([
-        jnp.mean((Z_sorted[window:] - jax.lax.dynamic_slice_in_dim(Z_sorted, window - o, rows)) ** 2, axis=1)
-        for o in range(1, window + 1)
-    ])
-
-
-def window_pairs(Z: np.ndarray, window: int, grids: int, dims: int, cell: float, seed: int, within: float = np.inf):
-    """Candidate neighbour pairs (i, j, sketched mean squared distance <= within) in O(n log n + n x window),
-    never all pairs: rows are sorted by a coarse grid cell (side `cell` in RMS units) on `dims` random
-    projections, then by a fine projection, and each row is paired with its `window` predecessors; each of
-    `grids` shifted, rotated grids catches the pairs the others split at a cell border. Fixed-size slices keep
-    device memory flat."""
-    n, d = Z.shape
+def window_pairs(S: np.ndarray, window: int, grids: int, dims: int, cell: float, seed: int, within: float = np.inf):
+    """Candidate neighbour pairs [(i, j, mean squared distance of their sketch rows <= within)], one triple per grid,
+    in O(n log n + n x window), never all pairs: rows are sorted by a coarse grid cell (side `cell` in RMS units) on
+    `dims` random projections, then by a fine projection, and each row is paired with its `window` predecessors;
+    each of `grids` shifted, rotated grids catches the pairs the others split at a cell border. The grids run on
+    threads (numpy releases the GIL)."""
+    n, d = S.shape
     rng = np.random.default_rng(seed)
-    if d > SKETCH_DIMS:  # compare rows on a random orthonormal sketch: distances kept on average, 4x less work
-        basis = np.linalg.qr(rng.standard_normal((d, SKETCH_DIMS)))[0].astype(np.float32)
-        Z, d = (Z @ basis) * np.float32(np.sqrt(d / SKETCH_DIMS)), SKETCH_DIMS
-    step = min(base.CHUNK_ROWS * 16, 1 << int(np.ceil(np.log2(max(n, 2)))))  # few compiled shapes
-    side = cell * np.sqrt(d / dims)  # a projection on a unit direction scales RMS distances by sqrt(d / dims)
-    for _ in range(grids):
-        directions = rng.standard_normal((d, dims + 1)).astype(np.float32)
-        proj = Z @ (directions / np.linalg.norm(directions, axis=0))
-        coarse = np.floor(proj[:, :dims] / side + rng.random(dims)).astype(np.int64)
-        cell_id = _cell_ids(coarse)
-        order = np.lexsort((proj[:, dims], cell_id))
-        for start in range(0, n, step):  # each slice with `window` rows of overlap before it
-            rows = order[max(start - window, 0) : start + step]
-            lead = window - min(start, window)
-            tail = step + window - lead - len(rows)
-            padded = np.pad(Z[rows], ((lead, tail), (0, 0)), constant_values=np.inf)  # inf: never close
-            d2 = np.asarray(_distance_to_predecessors(padded, window=window))
-            rows = np.pad(rows, (lead, tail), constant_values=-1)
-            offset, i = np.nonzero(d2 <= within)  # padding's inf and nan never pass
-            yield rows[i + window], rows[i + window - offset - 1], d2[offset, i]
+    side = _cell_side(S, cell * np.sqrt(d / dims), dims, window, rng)  # sqrt(d / dims): a unit projection's scale
+    draws = [(rng.standard_normal((d, dims + 1)).astype(np.float32), rng.random(dims)) for _ in range(grids)]
+
+    def one_grid(draw):
+        directions, shift = draw
+        proj = S @ (directions / np.linalg.norm(directions, axis=0))
+        order = _grid_order(np.floor(proj[:, :dims] / side + shift).astype(np.int64), proj[:, dims])
+        return _window_pairs_in_order(S[order], order, window, within)
+
+    with ThreadPoolExecutor(max_workers=min(grids, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one_grid, draws))
 
 
-def _cell_ids(coarse: np.ndarray) -> np.ndarray:
-    """One sortable integer per grid cell (cells are small integers: pack them in 64 bits, 16 per axis)."""
+def _window_pairs_in_order(sorted_rows: np.ndarray, order: np.ndarray, window: int, within: float):
+    """(i, j, d2) of each sorted row and its `window` predecessors within `within`. The predecessors are compared on
+    PREFILTER_DIMS coordinates first (a lower bound of the distance), in slices of rows that stay in cache; only
+    the few pairs that pass are compared on all coordinates."""
+    n, d = sorted_rows.shape
+    bound = d * within * (1 + 1e-4)  # a partial sum of squares never exceeds the whole (slack: float rounding)
+    lead = np.ascontiguousarray(sorted_rows[:, :PREFILTER_DIMS].T)
+    later, earlier, d2 = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for start in range(0, n, base.CHUNK_ROWS * 16):  # rows start..stop, each with its predecessors (also before)
+        rows, offset = _close_predecessors(lead, start, min(start + base.CHUNK_ROWS * 16, n), window, bound)
+        dist = np.mean((sorted_rows[rows] - sorted_rows[rows - offset]) ** 2, axis=1)
+        keep = dist <= within  # nan never passes
+        later.append(rows[keep])
+        earlier.append((rows - offset)[keep])
+        d2.append(dist[keep])
+    later, earlier, d2 = (np.concatenate(parts) for parts in (later, earlier, d2))
+    return order[later], order[earlier], d2
+
+
+def _cell_side(S: np.ndarray, side: float, dims: int, window: int, rng: np.random.Generator) -> float:
+    """The grid's side: `side`, halved while the cell an average row sits in would hold more than
+    CELL_ROWS_PER_WINDOW x window rows (estimated on a sample). In a crowded cell the rows between a row and its
+    near copy in sorted order outnumber the window, and the copy is missed: at a million rows most were."""
+    n, d = S.shape
+    sample = S[rng.permutation(n)[:SAMPLE_ROWS]]
+    directions = rng.standard_normal((d, dims)).astype(np.float32)
+    proj = sample @ (directions / np.linalg.norm(directions, axis=0))
+    for _ in range(MAX_HALVINGS):
+        counts = np.unique(_cell_keys(np.floor(proj / side).astype(np.int64)), return_counts=True)[1]
+        if np.sum(counts.astype(np.float64) ** 2) / len(sample) * n / len(sample) <= CELL_ROWS_PER_WINDOW * window:
+            break
+        side /= 2
+    return side
+
+
+def _close_predecessors(lead: np.ndarray, start: int, stop: int, window: int, bound: float):
+    """(sorted position, offset) of every row in start..stop and predecessor `offset` rows before it whose squared
+    distance on the leading coordinates is within `bound`."""
+    positions, offsets = [], []
+    for offset in range(1, window + 1):
+        first = max(start, offset)
+        if first >= stop:
+            break
+        total = np.zeros(stop - first, np.float32)
+        for row in lead:
+            diff = row[first:stop] - row[first - offset : stop - offset]
+            total += diff * diff
+        found = np.flatnonzero(total <= bound) + first
+        positions.append(found)
+        offsets.append(np.full(len(found), offset))
+    none = np.zeros(0, np.int64)
+    return np.concatenate([none, *positions]), np.concatenate([none, *offsets])
+
+
+def _cell_keys(coarse: np.ndarray) -> np.ndarray:
+    """One int64 per grid cell, below 2^32, in the cells' lexicographic order: the cell coordinates packed in as
+    few bits as they need, or their dense rank where that is more than 32 bits."""
     shifted = coarse - coarse.min(axis=0)
-    bits = 64 // coarse.shape[1]
-    ids = np.zeros(len(coarse), np.int64)
-    for axis in range(coarse.shape[1]):
-        ids = (ids << bits) | np.minimum(shifted[:, axis], (1 << bits) - 1)
-    return ids
+    widths = [max(int(v).bit_length(), 1) for v in shifted.max(axis=0)] if len(coarse) else [1]
+    if sum(widths) > 32:
+        return np.unique(shifted, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    keys = np.zeros(len(coarse), np.int64)
+    for axis, width in enumerate(widths):
+        keys = (keys << width) | shifted[:, axis]
+    return keys
+
+
+def _grid_order(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
+    """Rows by grid cell, then by `fine` (np.lexsort((fine, cell))), as one stable argsort of int64 keys: the cell
+    in the high 32 bits, the float32 fine projection's order-preserving bits in the low 32."""
+    bits = np.ascontiguousarray(fine, np.float32).view(np.uint32).astype(np.int64)
+    sortable = np.where(bits >= 1 << 31, (1 << 32) - 1 - bits, bits | (1 << 31))  # negatives reversed, below 0
+    return np.argsort((_cell_keys(coarse) << 32) | sortable, kind="stable")
