@@ -73,10 +73,10 @@ def batch_projection(X_ref: np.ndarray, X: np.ndarray, quarantined: np.ndarray, 
     accepted, flagged = np.flatnonzero(~quarantined), np.flatnonzero(quarantined)
     shown = [np.sort(rng.choice(rows, PROJECTION_POINTS, replace=False)) if len(rows) > PROJECTION_POINTS else rows
              for rows in (accepted, flagged)]
+    Z = pca.transform(X[np.concatenate(shown)]) if len(X) else np.zeros((0, 2))
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(*pca.transform(X[shown[0]]).T, s=8, alpha=0.6, label=f"accepted ({len(accepted)})")
-    ax.scatter(*pca.transform(X[shown[1]]).T, s=30, marker="x", color="tab:red",
-               label=f"quarantined ({len(flagged)})")
+    ax.scatter(*Z[: len(shown[0])].T, s=8, alpha=0.6, label=f"accepted ({len(accepted)})")
+    ax.scatter(*Z[len(shown[0]):].T, s=30, marker="x", color="tab:red", label=f"quarantined ({len(flagged)})")
     ax.set(xlabel="PC 1 of the reference", ylabel="PC 2", title="Incoming batch")
     ax.legend()
     return fig
