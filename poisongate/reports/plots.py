@@ -89,8 +89,9 @@ def tsne_view(X_ref: np.ndarray, X: np.ndarray, quarantined: np.ndarray, influen
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.permutation(len(X))[:max_rows])
     ref = np.sort(rng.permutation(len(X_ref))[:max(max_rows - len(keep), 0)])
-    Z = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(ref) + len(keep) - 1) / 3)
-             ).fit_transform(np.concatenate([X_ref[ref], X[keep]]).astype(np.float64))
+    # n_jobs: the gradient on every core, the same embedding (each point's gradient is computed on its own)
+    Z = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(ref) + len(keep) - 1) / 3),
+             n_jobs=-1).fit_transform(np.concatenate([X_ref[ref], X[keep]]).astype(np.float64))
     Zr, Zb = Z[: len(ref)], Z[len(ref):]
     q, h = quarantined[keep], influential[keep]
     fig, ax = plt.subplots(figsize=(6, 5))
