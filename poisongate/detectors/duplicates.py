@@ -67,11 +67,10 @@ class NearDuplicates(Detector):
         self.ref = self._scaled(X)
         self.ref_sketch = self._sketch(X)
         sample = np.random.default_rng(0).permutation(len(self.ref))[:20000]  # enough for a median
-        nearest = np.full(len(sample), np.inf)
-        for i, j, _ in self._pairs(self.ref_sketch[sample], cell=1.0):
-            d2 = np.mean((self.ref[sample[i]] - self.ref[sample[j]]) ** 2, axis=1)  # exact, not the sketch's
-            np.minimum.at(nearest, i, d2)
-            np.minimum.at(nearest, j, d2)
+        rows = self.ref[sample]
+        per_grid = self._on_grids(self.ref_sketch[sample], 1.0, lambda order: _nearest_in_order(rows[order], order,
+                                                                                                self.options.window))
+        nearest = np.min(np.stack([np.full(len(sample), np.inf), *per_grid]), axis=0)  # exact, not the sketch's
         typical = float(np.sqrt(np.median(nearest))) if np.isfinite(nearest).any() else 1.0
         self.radius = self.options.radius * typical
         return self
@@ -87,15 +86,16 @@ class NearDuplicates(Detector):
     def _sketch(self, X):
         return np.asarray(X, np.float32) @ self.projection - self.offset
 
-    def _pairs(self, S, cell, within=np.inf):
+    def _on_grids(self, S, cell, fn):
         o = self.options
-        return window_pairs(S, window=o.window, grids=o.grids, dims=o.grid_dims, cell=cell, seed=o.seed,
-                            within=within)
+        return on_grids(S, fn, window=o.window, grids=o.grids, dims=o.grid_dims, cell=cell, seed=o.seed)
 
     def score(self, X, y):
         m = len(self.ref)
         S = np.concatenate([self.ref_sketch, self._sketch(X)])
-        candidates = list(self._pairs(S, 8 * self.radius, within=4 * self.radius**2))  # sketch distances: slack
+        within = 4 * self.radius**2  # on sketch distances: slack
+        candidates = self._on_grids(S, 8 * self.radius,
+                                    lambda order: _window_pairs_in_order(S[order], order, self.options.window, within))
         none = np.zeros(0, np.int64)  # an empty batch has no pairs
         i = np.concatenate([none] + [i for i, _, _ in candidates])
         j = np.concatenate([none] + [j for _, j, _ in candidates])
@@ -114,12 +114,12 @@ class NearDuplicates(Detector):
         return copies[m:].astype(np.float32)
 
 
-def window_pairs(S: np.ndarray, window: int, grids: int, dims: int, cell: float, seed: int, within: float = np.inf):
-    """Candidate neighbour pairs [(i, j, mean squared distance of their sketch rows <= within)], one triple per grid,
-    in O(n log n + n x window), never all pairs: rows are sorted by a coarse grid cell (side `cell` in RMS units) on
-    `dims` random projections, then by a fine projection, and each row is paired with its `window` predecessors;
-    each of `grids` shifted, rotated grids catches the pairs the others split at a cell border. The grids run on
-    threads (numpy releases the GIL)."""
+def on_grids(S: np.ndarray, fn, window: int, grids: int, dims: int, cell: float, seed: int) -> list:
+    """[fn(order) for each grid]: neighbours in O(n log n + n x window), never all pairs. In each grid's order, rows
+    are sorted by a coarse grid cell (side `cell` in RMS units, smaller in a crowded batch: `_cell_side`) on `dims`
+    random projections, then by a fine projection, so that a row's near neighbours are mostly among its `window`
+    predecessors; each of `grids` shifted, rotated grids catches the pairs the others split at a cell border. The
+    grids run on threads (numpy releases the GIL)."""
     n, d = S.shape
     rng = np.random.default_rng(seed)
     side = _cell_side(S, cell * np.sqrt(d / dims), dims, window, rng)  # sqrt(d / dims): a unit projection's scale
@@ -128,15 +128,26 @@ def window_pairs(S: np.ndarray, window: int, grids: int, dims: int, cell: float,
     def one_grid(draw):
         directions, shift = draw
         proj = S @ (directions / np.linalg.norm(directions, axis=0))
-        order = _grid_order(np.floor(proj[:, :dims] / side + shift).astype(np.int64), proj[:, dims])
-        return _window_pairs_in_order(S[order], order, window, within)
+        return fn(_grid_order(np.floor(proj[:, :dims] / side + shift).astype(np.int64), proj[:, dims]))
 
     with ThreadPoolExecutor(max_workers=min(grids, os.cpu_count() or 1)) as pool:
         return list(pool.map(one_grid, draws))
 
 
+def _nearest_in_order(sorted_rows: np.ndarray, order: np.ndarray, window: int) -> np.ndarray:
+    """Per row (original order), the smallest mean squared distance to the rows within `window` of it in `order`."""
+    nearest = np.full(len(order), np.inf)
+    for offset in range(1, min(window, len(order) - 1) + 1):
+        d2 = np.mean((sorted_rows[offset:] - sorted_rows[:-offset]) ** 2, axis=1)
+        nearest[offset:] = np.minimum(nearest[offset:], d2)
+        nearest[:-offset] = np.minimum(nearest[:-offset], d2)
+    out = np.empty_like(nearest)
+    out[order] = nearest
+    return out
+
+
 def _window_pairs_in_order(sorted_rows: np.ndarray, order: np.ndarray, window: int, within: float):
-    """(i, j, d2) of each sorted row and its `window` predecessors within `within`. The predecessors are compared on
+    """(i, j, d2) of each row and its `window` predecessors in `order` within `within`. The predecessors are compared on
     PREFILTER_DIMS coordinates first (a lower bound of the distance), in slices of rows that stay in cache; only
     the few pairs that pass are compared on all coordinates."""
     n, d = sorted_rows.shape
