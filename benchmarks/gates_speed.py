@@ -11,9 +11,9 @@ and batches of --rows rows, each size in a fresh process (its peak resident set 
    `poisoning_gate.screen` with those detectors) vs IsolationForest's score, on 1% of the batch poisoned with the
    product's own attacks (poisongate/attacks.py: gaussian_noise, outliers).
 3. The whole gate as shipped (`screen` with params.yaml's filter section: every default detector, the label and
-   model-based ones included): seconds, once per size (--whole-gate).
+   model-based ones included): seconds, once, at the sizes --whole-gate names.
 
-    uv run python benchmarks/gates_speed.py --rows 10000 100000 1000000 --repeats 3 --whole-gate
+    uv run python benchmarks/gates_speed.py --rows 10000 100000 1000000 --repeats 3 --whole-gate 10000 100000
 """
 from __future__ import annotations
 
@@ -136,12 +136,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--whole-gate", action="store_true", help="also time the whole gate as shipped (slow at 1M)")
+    parser.add_argument("--whole-gate", type=int, nargs="*", default=[], metavar="ROWS",
+                        help="the sizes at which to time the whole gate as shipped too (minutes at 1M rows)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gates_speed.json"))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_size(args.child, args.repeats, args.whole_gate)))
+        print(json.dumps(one_size(args.child, args.repeats, args.child in args.whole_gate)))
         return
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
@@ -151,7 +152,7 @@ def main() -> None:
     results = []
     for n in args.rows:  # a fresh process per size: ru_maxrss is the peak of that size alone
         cmd = [sys.executable, __file__, "--child", str(n), "--repeats", str(args.repeats)]
-        cmd += ["--whole-gate"] if args.whole_gate else []
+        cmd += ["--whole-gate", *map(str, args.whole_gate)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         results.append(json.loads(out))
         r = results[-1]
