@@ -140,11 +140,10 @@ def step_gradient(params, graphdef, r: StepOptions, batch_size: int, x, y, w, ke
     return loss, weighted_mean(jnp.argmax(logits, axis=-1) == y, w), grads
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The row order of one epoch: a host-side (numpy) permutation, deterministic in (seed, epoch) so that a
-    resumed run repeats it. On the CPU backend `jax.random.permutation` (XLA sort rounds) cost more per epoch than
-    the whole scan over 32k rows of a small MLP; numpy shuffles in well under a millisecond."""
-    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+def epoch_order(key, n: int):
+    """(the row order of one epoch, the key left for its steps' randomness): one fresh permutation per epoch key."""
+    order_key, noise_key = jax.random.split(key)
+    return jax.random.permutation(order_key, n), noise_key
 
 
 def grad_norm(grads):
@@ -154,10 +153,11 @@ def grad_norm(grads):
     return jnp.sqrt(jnp.dot(flat, flat, precision=jax.lax.Precision.HIGHEST))
 
 
-def _epoch(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, w, order, key):
-    """One pass over the (padded) rows in `order` (epoch_order); returns per-step loss, gradient norm and batch
-    accuracy, each computed inside the scanned step from the loss, logits and gradient the step already has, and
-    written as one [3] vector per step (one in-place update of the scan's output instead of three)."""
+def _epoch(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, w, key):
+    """One pass over the (padded) rows in a fresh order; returns per-step loss, gradient norm and batch accuracy,
+    each computed inside the scanned step from the loss, logits and gradient the step already has, and written as
+    one [3] vector per step (one in-place update of the scan's output instead of three)."""
+    order, key = epoch_order(key, X.shape[0])
     steps = X.shape[0] // batch_size
     batches = [a[order].reshape(steps, batch_size, *a.shape[1:]) for a in (X, y, w)]
     if sharding is not None and sharding.mesh.size > 1:  # on one device the constraint only slows XLA down
@@ -180,10 +180,10 @@ train_epoch = jax.jit(_epoch, static_argnames=_STATIC)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def train_epoch_folds(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, W, order, key):
+def train_epoch_folds(graphdef, tx, r, sharding, batch_size, params, opt_state, X, y, W, key):
     """k folds at once: each fold its own parameters and optimizer state, its own row weights W[k]; one row order."""
     one = partial(_epoch, graphdef, tx, r, sharding, batch_size)
-    return jax.vmap(one, in_axes=(0, 0, None, None, 0, None, None))(params, opt_state, X, y, W, order, key)
+    return jax.vmap(one, in_axes=(0, 0, None, None, 0, None))(params, opt_state, X, y, W, key)
 
 
 @cache
@@ -339,7 +339,6 @@ def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Reci
         with progress.bar(what, epochs - start) as advance:
             for epoch in range(start, epochs):
                 params, opt_state, *epoch_curves = step_fn(graphdef, tx, r, sharding, bs, params, opt_state, X, y, w,
-                                                           epoch_order(seed, epoch, len(X)),
                                                            jax.random.fold_in(key, epoch))
                 jax.block_until_ready(epoch_curves)  # STACK_NOTES: back-to-back multi-device steps can abort on 2 cores
                 for store, values in zip(curves, epoch_curves):
