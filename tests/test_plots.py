@@ -39,3 +39,10 @@ def test_score_histogram_counts_every_finite_row_and_spans_the_threshold():
     assert sum(h["counts"]) == 4  # non-finite scores are not binned
     assert h["edges"][0] == 0.1 and h["edges"][-1] == 3.0
     assert histogram(np.array([]), threshold=np.inf) == {"edges": [], "counts": []}
+
+
+def test_batch_projection_draws_a_sample_of_a_large_batch_with_no_quarantined_or_no_accepted_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    X, batch = rng.normal(size=(500, 6)), rng.normal(size=(50_000, 6))
+    saved_png(plots.batch_projection(X, batch, np.zeros(len(batch), bool)), tmp_path, "none_quarantined.png")
+    saved_png(plots.batch_projection(X, batch, np.ones(len(batch), bool)), tmp_path, "all_quarantined.png")
