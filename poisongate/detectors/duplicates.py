@@ -9,10 +9,10 @@ from poisongate.detectors.base import Detector, DetectorOptions
 from poisongate.detectors.registry import register
 
 SKETCH_DIMS = 16
-PREFILTER_DIMS = 8
+PREFILTER_DIMS = 8  # sketch coordinates summed first: a pair whose partial sum is already too far is dropped
 CELL_ROWS_PER_WINDOW = 8  # a grid cell holds at most this many windows of rows, on average (see _cell_side)
-SAMPLE_ROWS = 20000
-MAX_HALVINGS = 8  # sketch coordinates summed first: a pair whose partial sum is already too far is dropped
+SAMPLE_ROWS = 20000  # rows that estimate the cells' crowding
+MAX_HALVINGS = 8
 
 
 class DuplicateOptions(DetectorOptions):
