@@ -41,14 +41,13 @@ def class_holdout_gradients(graphdef, params, X, y, n_classes: int):
 
 @partial(jax.jit, static_argnames="graphdef")
 def gradient_dots(graphdef, params, directions, X, y):
-    """[rows, classes]: <grad of row i's loss, direction k>, from per-example gradients (vmap), flattened."""
-    def row_loss(p, x, t):
-        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p)(x[None]), t[None])[0]
+    """[rows, classes]: <grad of row i's loss, direction k>, each a directional derivative: one forward-mode pass
+    (jvp) per direction gives it for every row at once. Per-example gradients (vmap of grad) gave the same
+    numbers 1,259 s for a 1M-row night's audit (issue 19), materialising a parameter vector per row."""
+    def row_losses(p):
+        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p)(X), y)
 
-    grads = jax.vmap(jax.grad(row_loss), in_axes=(None, 0, 0))(params, X, y)
-    G = jnp.concatenate([g.reshape(g.shape[0], -1) for g in jax.tree.leaves(grads)], axis=1)
-    D = jnp.concatenate([d.reshape(d.shape[0], -1) for d in jax.tree.leaves(directions)], axis=1)
-    return G @ D.T
+    return jax.vmap(lambda d: jax.jvp(row_losses, (params,), (d,))[1])(directions).T
 
 
 def harm(graphdef, trajectory: list[tuple[int, Any]], learning_rate: float, X: np.ndarray, y: np.ndarray,
@@ -56,10 +55,9 @@ def harm(graphdef, trajectory: list[tuple[int, Any]], learning_rate: float, X: n
     """Per training row (X scaled as the model reads it), its TracIn harm to the holdout loss: the most it raises
     any one class's holdout loss (a flipped row hurts the class it looks like and helps the one it is labelled,
     so the sum over classes would cancel). Higher hurts more. Chunked (padded to whole chunks: one compiled
-    shape; per-example gradients of at most 2^23 floats at once) so memory stays flat as rows grow."""
+    shape) so memory stays flat as rows grow."""
     X, y = np.asarray(X, np.float32), np.asarray(y, np.int32)
-    n_params = sum(leaf.size for leaf in jax.tree.leaves(trajectory[0][1]))
-    n, chunk = len(X), max(1, min(chunk_rows, len(X), max(64, 2**23 // n_params)))
+    n, chunk = len(X), max(1, min(chunk_rows, len(X)))
     pad = -n % chunk
     Xp = np.concatenate([X, np.zeros((pad, X.shape[1]), np.float32)])
     yp = np.concatenate([y, np.zeros(pad, np.int32)])
@@ -83,12 +81,15 @@ class Judgement:
 
 def audit_rows(graphdef, trajectory: list[tuple[int, Any]], spec: dict[str, Any], X: np.ndarray, y: np.ndarray,
                trusted: np.ndarray, tonight: np.ndarray, X_holdout: np.ndarray, y_holdout: np.ndarray,
-               learning_rate: float, cfg: AuditConfig) -> tuple[np.ndarray, Judgement]:
-    """Every training row's harm (raw features; the model's scaling is applied here) and tonight's rows judged
-    against the trusted rows'."""
-    h = harm(graphdef, trajectory, learning_rate, models.scale(X, spec), y, models.scale(X_holdout, spec), y_holdout,
-             cfg.chunk_rows, len(spec["classes"]))
-    return h, judge(h[trusted], h[tonight], cfg.false_alarm_rate)
+               learning_rate: float, cfg: AuditConfig) -> tuple[np.ndarray, np.ndarray, Judgement]:
+    """The harm of the trusted rows and of tonight's (raw features; the model's scaling is applied here; no other
+    training row is read, so the cost follows the batch, not the accumulated training set), and tonight's rows
+    judged against the trusted rows'."""
+    rows = np.flatnonzero(trusted | tonight)
+    h = harm(graphdef, trajectory, learning_rate, models.scale(X[rows], spec), y[rows],
+             models.scale(X_holdout, spec), y_holdout, cfg.chunk_rows, len(spec["classes"]))
+    trusted_harm, tonight_harm = h[trusted[rows]], h[tonight[rows]]
+    return trusted_harm, tonight_harm, judge(trusted_harm, tonight_harm, cfg.false_alarm_rate)
 
 
 def judge(trusted: np.ndarray, tonight: np.ndarray, rate: float) -> Judgement:

@@ -221,8 +221,8 @@ def audit_cell(cell: dict[str, Any], gated: Model, data: MatrixData, config: Con
     """
     X_hold, y_hold = to_arrays(data.holdout, data.schema)
     trusted = np.arange(len(X_clean)) < n_trusted
-    _, judgement = audit.audit_rows(gated.graphdef, gated.trajectory, gated.spec, X_clean, y_clean, trusted, ~trusted,
-                                    X_hold, y_hold, config.train.learning_rate, config.audit)
+    *_, judgement = audit.audit_rows(gated.graphdef, gated.trajectory, gated.spec, X_clean, y_clean, trusted,
+                                     ~trusted, X_hold, y_hold, config.train.learning_rate, config.audit)
     flagged = np.zeros(len(truth), bool)
     flagged[np.flatnonzero(accepted)[judgement.flagged]] = True
     poisoned_accepted = truth & accepted

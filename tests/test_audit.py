@@ -36,22 +36,22 @@ def harm_of(case, chunk_rows=128):
                       case["y"], models.scale(case["hold"][0], case["spec"]), case["hold"][1], chunk_rows, 10)
 
 
-def test_gradient_dots_equal_vmapped_per_example_gradients(boundary_flipped):
+def test_gradient_dots_equal_dots_of_per_example_gradients(boundary_flipped):
     case = boundary_flipped
     graphdef, (_, params) = case["t"].graphdef, case["t"].trajectory[0]
     X, y = models.scale(case["X"][:50], case["spec"]), case["y"][:50].astype(np.int32)
     directions = audit.class_holdout_gradients(graphdef, params, models.scale(case["hold"][0], case["spec"]),
                                                case["hold"][1].astype(np.int32), 10)
 
-    def row_losses(p):
-        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p)(X), y)
+    def row_loss(p, x, t):
+        return optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p)(x[None]), t[None])[0]
 
-    # the same dot products another way: forward-mode derivatives of every row's loss along each direction
-    for k in (0, 7):
-        along = jax.tree.map(lambda d, k=k: d[k], directions)
-        expected = np.asarray(jax.jvp(row_losses, (params,), (along,))[1])
-        np.testing.assert_allclose(np.asarray(audit.gradient_dots(graphdef, params, directions, X, y))[:, k],
-                                   expected, rtol=1e-3, atol=1e-6)
+    # TracIn's definition: each row's own gradient (vmap of grad), flattened, dotted with each class's direction
+    grads = jax.vmap(jax.grad(row_loss), in_axes=(None, 0, 0))(params, X, y)
+    G = np.concatenate([np.asarray(g).reshape(len(X), -1) for g in jax.tree.leaves(grads)], axis=1)
+    D = np.concatenate([np.asarray(d).reshape(10, -1) for d in jax.tree.leaves(directions)], axis=1)
+    np.testing.assert_allclose(np.asarray(audit.gradient_dots(graphdef, params, directions, X, y)), G @ D.T,
+                               rtol=1e-3, atol=1e-6)
 
 
 def test_influence_ranks_boundary_flips_above_clean_rows_deterministically(boundary_flipped):
@@ -81,8 +81,8 @@ def test_a_clean_batch_is_flagged_within_its_rate(digits, config):
     X_all, y_all = np.concatenate([X_ref, X]), np.concatenate([y_ref, y])
     spec, t = trained(X_all, y_all, digits["schema"].classes, config.train.model_copy(update={"epochs": 20}))
     trusted = np.arange(len(X_all)) < len(X_ref)
-    _, judgement = audit.audit_rows(t.graphdef, list(t.trajectory), spec, X_all, y_all, trusted, ~trusted, X_hold,
-                                    y_hold, config.train.learning_rate, config.audit)
+    *_, judgement = audit.audit_rows(t.graphdef, list(t.trajectory), spec, X_all, y_all, trusted, ~trusted, X_hold,
+                                     y_hold, config.train.learning_rate, config.audit)
     from scipy.stats import binom
 
     assert judgement.flagged.sum() <= binom.ppf(0.999, len(X), config.audit.false_alarm_rate)

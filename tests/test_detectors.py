@@ -184,6 +184,15 @@ def test_confident_learning_catches_flipped_labels_from_out_of_fold_probabilitie
     assert flagged[poisoned].all() and flagged[~poisoned].mean() <= 0.01
 
 
+def test_a_detectors_model_trains_fewer_epochs_on_a_larger_batch():
+    from poisongate.detectors.model_options import ModelOptions
+
+    options = ModelOptions(epochs=40, max_examples=1_500_000)
+    assert options.recipe(30_000).epochs == 40  # the default 10k-row night: its full schedule
+    assert options.recipe(1_000_000).epochs == 2  # 2M rows seen: about the steps of 40 epochs of 37,500 rows
+    assert options.recipe(10**8).epochs == 1
+
+
 def test_label_margin_follows_confident_learning_per_class_thresholds():
     proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
     y = np.array([0, 0, 1, 0])

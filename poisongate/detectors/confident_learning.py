@@ -36,9 +36,10 @@ class ConfidentLearning(Detector):
         from poisongate.learning import models
         from poisongate.learning.crossval import cross_validate
 
-        recipe = self.options.recipe()
+        folds = self.options.folds
+        recipe = self.options.recipe(len(X) * (folds - 1) // folds)
         spec = models.model_spec(recipe, X, classes_of(y, self.y_ref))
-        return cross_validate(X, y, spec, recipe, self.options.folds)[1]
+        return cross_validate(X, y, spec, recipe, folds)[1]
 
     def score(self, X, y):
         X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])

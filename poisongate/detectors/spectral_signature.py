@@ -31,7 +31,7 @@ class SpectralSignature(Detector):
 
         X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])
         y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
-        recipe = self.options.recipe()
+        recipe = self.options.recipe(len(X_all))
         spec = models.model_spec(recipe, X_all, classes_of(y_all))
         Xs = models.scale(X_all, spec)
         graphdef, params, *_ = fit(Xs, y_all, spec, recipe)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 
 from poisongate.config import Recipe
 from poisongate.learning import models
-from poisongate.learning.training import fit, predict_proba
+from poisongate.learning.training import fit, fold_proba
 
 
 def fold_of_rows(n: int, k: int, seed: int) -> np.ndarray:
@@ -24,7 +23,7 @@ def cross_validate(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: R
     W = (fold[None, :] != np.arange(k)[:, None]).astype(np.float32)  # fold i trains on every row not in fold i
     Xs = models.scale(X, spec)
     graphdef, params, *_ = fit(Xs, y, spec, recipe, W)
-    proba = np.asarray(jax.vmap(lambda p: predict_proba(graphdef, p, Xs))(params))  # [k, n, classes]
+    proba = fold_proba(graphdef, params, Xs)  # [k, n, classes]
     oof = proba[fold, np.arange(len(X))]
     correct = oof.argmax(axis=1) == y
     return [float(correct[fold == i].mean()) for i in range(k)], oof

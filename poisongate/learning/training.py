@@ -199,14 +199,49 @@ def _fold_initializer(spec_json: str, tx: optax.GradientTransformation):
     return jax.jit(init)
 
 
+INFERENCE_ROWS = 65536  # rows per forward pass: a 1M-row batch at once held GBs of activations (issue 19)
+
+
 @partial(jax.jit, static_argnames="graphdef")
-def predict_proba(graphdef, params, X):
+def _proba(graphdef, params, X):
     return jax.nn.softmax(nnx.merge(graphdef, params)(X))
 
 
 @partial(jax.jit, static_argnames="graphdef")
-def embed(graphdef, params, X):
+def _fold_proba(graphdef, params, X):
+    return jax.vmap(lambda p: _proba(graphdef, p, X))(params)
+
+
+@partial(jax.jit, static_argnames="graphdef")
+def _embed(graphdef, params, X):
     return nnx.merge(graphdef, params).embed(X)
+
+
+def in_row_chunks(forward, X: np.ndarray, axis: int = 0) -> np.ndarray:
+    """forward(X) on at most INFERENCE_ROWS rows at a time, joined on `axis` (rows' axis of the output); beyond one
+    chunk the last is zero-padded, so at most two shapes are ever compiled."""
+    if len(X) <= INFERENCE_ROWS:
+        return np.asarray(forward(X))
+    parts = []
+    for start in range(0, len(X), INFERENCE_ROWS):
+        chunk = X[start:start + INFERENCE_ROWS]
+        pad = INFERENCE_ROWS - len(chunk)
+        out = np.asarray(forward(np.concatenate([chunk, np.zeros((pad, *X.shape[1:]), X.dtype)]) if pad else chunk))
+        parts.append(out[(slice(None),) * axis + (slice(len(chunk)),)])
+    return np.concatenate(parts, axis=axis)
+
+
+def predict_proba(graphdef, params, X) -> np.ndarray:
+    return in_row_chunks(partial(_proba, graphdef, params), X)
+
+
+def fold_proba(graphdef, params, X) -> np.ndarray:
+    """[folds, rows, classes]: every fold's model (parameters stacked on a leading axis) on every row."""
+    return in_row_chunks(partial(_fold_proba, graphdef, params), X, axis=1)
+
+
+def embed(graphdef, params, X) -> np.ndarray:
+    return in_row_chunks(partial(_embed, graphdef, params), X)
 
 
 def pad_rows(X: np.ndarray, y: np.ndarray, w: np.ndarray, batch_size: int):
