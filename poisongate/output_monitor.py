@@ -10,7 +10,11 @@ confusion shift and the agreement rate. Refused: a target-class pull, many rows 
   one-sided Fisher of that count against its holdout misses of class c. A backdoor's or a targeted flip's rows
   (labelled c, looking like another class) are exactly such rows.
 - On the holdout (trusted labels): rows the candidate wrongly calls c that the serving model does not, against
-  the reverse (exact McNemar on false positives of c): a pull that generalises.
+  the reverse (McNemar on false positives of c): a pull that generalises. Two clean trainings move class
+  boundaries by more than McNemar's binomial null allows on a large holdout (a clean 10,000-row night was refused
+  at p 8e-11, issue 19), so each class's McNemar z is judged against the other classes' dispersion (their mean
+  z^2: Student t, classes - 1 degrees of freedom) wherever that exceeds the binomial's 1: one class pulled stands
+  out from the others, boundaries that all moved a little do not.
 Both per class, Bonferroni over 2 x classes at audit.pull_alpha."""
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest, fisher_exact, ks_2samp
 
-from poisongate.promotion import check, mcnemar
+from poisongate.promotion import check, mcnemar_p
 
 
 def outputs(proba: np.ndarray, classes: list) -> dict[str, Any]:
@@ -61,7 +65,7 @@ def pull_checks(accepted_labels: np.ndarray, candidate_accepted: np.ndarray, ser
     """The two target-class pull checks (predicted class indices), each at its worst class."""
     k = len(classes)
     bound = alpha  # the p-values below are Bonferroni-adjusted (times 2 x classes)
-    accepted, holdout = [], []
+    accepted = []
     for i in range(k):
         labelled = accepted_labels == i
         pulled = int((labelled & (serving_accepted != i) & (candidate_accepted == i)).sum())
@@ -70,10 +74,7 @@ def pull_checks(accepted_labels: np.ndarray, candidate_accepted: np.ndarray, ser
         table = [[pulled, int(labelled.sum()) - pulled], [missed, int(of_class.sum()) - missed]]
         p = float(fisher_exact(table, alternative="greater")[1]) if labelled.any() and of_class.any() else 1.0
         accepted.append((min(1.0, p * 2 * k), pulled))
-        wrong = y_holdout != i
-        only_candidate = wrong & (candidate_holdout == i) & (serving_holdout != i)
-        p = mcnemar(only_candidate, wrong & (serving_holdout == i) & (candidate_holdout != i))
-        holdout.append((min(1.0, p * 2 * k), int(only_candidate.sum())))
+    holdout = [(min(1.0, p * 2 * k), to) for p, to in holdout_pull_p(y_holdout, candidate_holdout, serving_holdout, k)]
     worst_a, worst_h = int(np.argmin([p for p, _ in accepted])), int(np.argmin([p for p, _ in holdout]))
     return [
         check(f"no target-class pull on tonight's accepted rows (class {classes[worst_a]}: rows labelled it that "
@@ -81,9 +82,30 @@ def pull_checks(accepted_labels: np.ndarray, candidate_accepted: np.ndarray, ser
               "Bonferroni; value: those rows)", accepted[worst_a][1], bound, accepted[worst_a][0] >= bound,
               accepted[worst_a][0]),
         check(f"no target-class pull on the holdout (class {classes[worst_h]}: rows only the candidate wrongly "
-              "predicts as it, exact McNemar, Bonferroni; value: those rows)", holdout[worst_h][1], bound,
+              "predicts as it, McNemar against the other classes' dispersion, Bonferroni; value: those rows)",
+              holdout[worst_h][1], bound,
               holdout[worst_h][0] >= bound, holdout[worst_h][0]),
     ]
+
+
+def holdout_pull_p(y: np.ndarray, candidate: np.ndarray, serving: np.ndarray, k: int) -> list[tuple[float, int]]:
+    """Per class c: (one-sided p, rows only the candidate wrongly predicts as c). Exact McNemar of those rows
+    against the rows only the serving model wrongly predicts as c, unless the other classes' McNemar z^2 average
+    above 1 (boundaries moved by retraining): then z / sqrt(that mean) against Student t with k - 1 degrees of
+    freedom."""
+    from scipy.stats import t
+
+    c = np.arange(k)[:, None]
+    wrong = y[None, :] != c
+    to = (wrong & (candidate[None, :] == c) & (serving[None, :] != c)).sum(axis=1)
+    away = (wrong & (serving[None, :] == c) & (candidate[None, :] != c)).sum(axis=1)
+    z = (to - away) / np.sqrt(np.maximum(to + away, 1))
+    out = []
+    for i in range(k):
+        dispersion = float(np.mean(np.delete(z, i) ** 2)) if k > 1 else 0.0
+        p = float(t.sf(z[i] / np.sqrt(dispersion), k - 1)) if dispersion > 1.0 else mcnemar_p(int(to[i]), int(away[i]))
+        out.append((p, int(to[i])))
+    return out
 
 
 def serving_over_runs(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

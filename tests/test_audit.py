@@ -113,6 +113,33 @@ def test_a_target_class_pull_is_refused_naming_the_class(config):
     assert not decision["passed"] and "class 7" in decision["reason"]
 
 
+def retrained(rng, y, serving, tilt):
+    """A clean retrain: it re-decides half the rows, erring (6%) into classes with weights exp(N(0, tilt))."""
+    k = 10
+    weights = np.tile(np.exp(rng.normal(0, tilt, k)), (len(y), 1))
+    weights[np.arange(len(y)), y] = 0
+    wrong_as = (np.cumsum(weights / weights.sum(1, keepdims=True), axis=1) > rng.random(len(y))[:, None]).argmax(1)
+    redecided = np.where(rng.random(len(y)) < 0.94, y, wrong_as)
+    return np.where(rng.random(len(y)) < 0.5, redecided, serving)
+
+
+def test_the_holdout_pull_allows_boundaries_moved_by_retraining_and_refuses_a_pulled_class(config):
+    """On a 10,000-row holdout two clean trainings move every class boundary by more than McNemar's binomial null
+    allows (a clean night was refused at p 8e-11, issue 19): judged against the other classes' dispersion, such
+    retrains pass; a candidate that calls half of class 3 class 7 is refused, naming class 7."""
+    rng, alpha, k = np.random.default_rng(3), config.audit.pull_alpha, list(range(10))
+    refused = 0
+    for _ in range(40):
+        y = rng.integers(0, 10, 10_000)
+        serving = retrained(rng, y, y, 0.0)
+        candidate = retrained(rng, y, serving, 0.6)
+        refused += not pull_checks(y[:0], y[:0], y[:0], y, candidate, serving, k, alpha)[1]["passed"]
+    assert refused <= 2  # the binomial-only McNemar refused about 40% of these
+    pulled = np.where((y == 3) & (rng.random(len(y)) < 0.5), 7, candidate)
+    check = pull_checks(y[:0], y[:0], y[:0], y, pulled, serving, k, alpha)[1]
+    assert check["passed"] is False and "class 7" in check["check"] and check["p_value"] < alpha
+
+
 def test_output_comparison_and_the_monitor_table():
     y = np.arange(100) % 4
     candidate, serving = one_hot(y, 4), one_hot(np.where(np.arange(100) < 10, 0, y), 4, 0.8)
