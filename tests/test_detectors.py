@@ -189,7 +189,7 @@ def test_a_detectors_model_trains_fewer_epochs_on_a_larger_batch():
 
     options = ModelOptions(epochs=40, max_examples=1_500_000)
     assert options.recipe(30_000).epochs == 40  # the default 10k-row night: its full schedule
-    assert options.recipe(1_000_000).epochs == 2  # 2M rows seen: about the steps of 40 epochs of 37,500 rows
+    assert options.recipe(1_000_000).epochs == 2  # 1.5M / 1M rows, rounded up: about as many steps as 40 x 37,500
     assert options.recipe(10**8).epochs == 1
 
 
