@@ -87,7 +87,10 @@ def build(spec: dict[str, Any], seed: int = 0) -> nnx.Module:
 
 
 def scale(X: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    return ((X - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)).astype(np.float32)
+    """Standardised, as float32; float32 rows in one new array (no temporary copy of a large training set)."""
+    out = X - np.asarray(spec["mean"], np.float32)
+    out /= np.asarray(spec["std"], np.float32)
+    return out.astype(np.float32, copy=False)
 
 
 def save(path: Path, step: int, params: nnx.State, opt_state: Any, meta: dict[str, Any],

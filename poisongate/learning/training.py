@@ -291,7 +291,7 @@ def fingerprint(X, y, w, spec: dict[str, Any], recipe: Recipe) -> str:
     trajectory = recipe.model_dump(include=set(Recipe.model_fields) - {"epochs"})
     h = hashlib.sha256(json.dumps([spec, trajectory], sort_keys=True, default=str).encode())
     for a in (X, y, w):
-        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(np.ascontiguousarray(a))  # the buffer itself: tobytes() copied the whole training set
     return h.hexdigest()
 
 
