@@ -94,8 +94,9 @@ def _parquet(raw: bytes, path: Path, limits: Limits) -> pd.DataFrame:
         rows, size = rows + batch.num_rows, size + batch.nbytes
         _too_big(path, limits, rows, size)
         batches.append(batch)
-    table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
-    frame = table.to_pandas()
+    frame = pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
+    del batches
+    release_arrow_memory()
     named_index = [n for n in frame.index.names if n is not None]
     return frame.reset_index() if named_index else frame.reset_index(drop=True)
 
@@ -188,6 +189,15 @@ def read_table(path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+    release_arrow_memory()
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory of Arrow's freed buffers back to the system: its allocator keeps it otherwise, and a
+    1M-row night's reads and writes then held about 0.5 GB more each (issue 19)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def row_count(path: Path) -> int:

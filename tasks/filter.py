@@ -63,12 +63,14 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     earlier = training_set.first_runs(training, row_ids(batch, schema), schema, read_table(ws.holdout))
     accepted, quarantine, scores, summary = filter_batch(reference, batch, schema, config.filter,
                                                          chunk_scorer(config.filter), earlier)
+    del batch  # each copy of tonight's rows below is as large (1M rows: 0.4 GB each, issue 19)
     write_table(quarantine, ws.quarantine)
     write_table(scores, ws.scores)
     if accepted is not None:
         ingest = json.loads(ws.report("ingest").read_text())
         tonight = training_set.with_provenance(accepted, schema, run=training_set.TONIGHT, source=ingest["source"],
                                                sha256=ingest["source_sha256"], admitted="gate")
+        del accepted
         write_table(pd.concat([training, tonight], ignore_index=True), ws.clean)
         summary["training_rows_before"] = len(training)
     return summary
