@@ -83,8 +83,7 @@ def pull_checks(accepted_labels: np.ndarray, candidate_accepted: np.ndarray, ser
               accepted[worst_a][0]),
         check(f"no target-class pull on the holdout (class {classes[worst_h]}: rows only the candidate wrongly "
               "predicts as it, McNemar against the other classes' dispersion, Bonferroni; value: those rows)",
-              holdout[worst_h][1], bound,
-              holdout[worst_h][0] >= bound, holdout[worst_h][0]),
+              holdout[worst_h][1], bound, holdout[worst_h][0] >= bound, holdout[worst_h][0]),
     ]
 
 

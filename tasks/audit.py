@@ -59,9 +59,9 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     graphdef, params, spec = models.load(ws.candidate)
     trajectory = models.load_trajectory(ws.candidate)
     trusted = clean[RUN].isin(sorted(trusted_runs(ws))).to_numpy()
-    trusted_harm, harm, judgement = audit.audit_rows(graphdef, trajectory, spec, X, y, trusted, tonight, X_hold,
-                                                     y_hold, recipe.learning_rate, cfg)
-    out = audit.summary(judgement, harm, trusted_harm, ids_of(received, schema), cfg.false_alarm_rate,
+    trusted_harm, tonight_harm, judgement = audit.audit_rows(graphdef, trajectory, spec, X, y, trusted, tonight,
+                                                             X_hold, y_hold, recipe.learning_rate, cfg)
+    out = audit.summary(judgement, tonight_harm, trusted_harm, ids_of(received, schema), cfg.false_alarm_rate,
                         [step for step, _ in trajectory])
     out["passed"] = None  # the audit removes rows; the promotion gate judges the model it leaves
     out["candidate"] = evaluate(graphdef, params, spec, X_hold, y_hold)
@@ -73,8 +73,8 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     flagged["quarantine_reason"] = [
         f"audit: harmful influence {h:.3g} >= {judgement.threshold:.3g} on the golden holdout loss "
         f"(p {p:.2g} <= audit.false_alarm_rate {cfg.false_alarm_rate:g})"
-        for h, p in zip(harm[judgement.flagged], judgement.p_values[judgement.flagged])]
-    flagged["audit_harm"] = harm[judgement.flagged]
+        for h, p in zip(tonight_harm[judgement.flagged], judgement.p_values[judgement.flagged])]
+    flagged["audit_harm"] = tonight_harm[judgement.flagged]
     drop = np.zeros(len(clean), bool)
     drop[np.flatnonzero(tonight)[judgement.flagged]] = True
     kept = clean.loc[~drop].reset_index(drop=True)
