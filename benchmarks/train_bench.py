@@ -116,9 +116,10 @@ def epoch_fn(cfg: Recipe, X: np.ndarray, y: np.ndarray):
     spec = models.model_spec(cfg, X, tuple(range(10)))
     graphdef, params = nnx.split(models.build(spec, 0))
     tx = optimizer_for(cfg)
-    X, y, w = jax.device_put((X, y, np.ones(len(X), np.float32)))  # as `fit` does: on device once
-    args = (graphdef, tx, step_options(cfg), data_sharding(), batch_size_for(cfg), params, tx.init(params), X, y, w,
-            jax.random.key(0))
+    rows, w = np.arange(len(X), dtype=np.int32), np.ones(len(X), np.float32)
+    X, y, rows, w = jax.device_put((X, y, rows, w))  # as `fit` does: on device once
+    args = (graphdef, tx, step_options(cfg), data_sharding(), batch_size_for(cfg), params, tx.init(params), X, y,
+            rows, w, jax.random.key(0))
     return lambda: train_epoch(*args)[2]
 
 

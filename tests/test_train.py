@@ -92,6 +92,30 @@ def test_oof_rows_are_exactly_the_held_out_fold_predictions(digits, config):
     assert not np.allclose(oof, proba[(fold + 1) % 5, np.arange(len(X))], atol=1e-3)
 
 
+def test_folds_trained_in_groups_side_by_side_match_one_vmapped_group(digits, config, monkeypatch):
+    """On CPU the folds run as one vmapped group per core, in threads: the split must not change any fold's model.
+    A fold steps over its own rows only."""
+    from poisongate.learning import training
+
+    X, y = digits["reference"]
+    cfg = config.train.model_copy(update={"epochs": 2})
+    spec = models.model_spec(cfg, X, digits["schema"].classes)
+    Xs = models.scale(X, spec)
+    fold = fold_of_rows(len(X), 3, cfg.seed)
+    W = (fold[None, :] != np.arange(3)[:, None]).astype(np.float32)
+
+    def trained(groups, W=W):
+        monkeypatch.setattr(training, "fold_groups", lambda k: groups)
+        return fit(Xs, y, spec, cfg, W)
+
+    one, split = trained([slice(None)]), trained([slice(0, 1), slice(1, 3)])
+    for a, b in zip(jax.tree.leaves(one[1:4]), jax.tree.leaves(split[1:4])):
+        assert a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert one[3].shape[:2] == (cfg.epochs, 3)  # losses: [epochs, folds, steps]
+    steps = -(-int(W[0].sum()) // training.batch_size_for(cfg))
+    assert one[3].shape[2] == steps  # a fold steps over its own rows, not over the held-out ones at weight 0
+
+
 def test_every_model_embeds_its_penultimate_layer(digits, config):
     X, _ = digits["reference"]
     for name, width in (("mlp", config.train.hidden[-1]), ("cnn", config.train.hidden[-1])):
