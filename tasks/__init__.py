@@ -9,6 +9,7 @@ from typing import Any
 
 from poisongate import STAGES, for_git, leaves_on_one_line
 from poisongate.config import Config
+from poisongate.tables import release_memory
 from poisongate.workspace import Workspace, atomic_write_text
 
 __all__ = ["STAGES", "run_stage"]
@@ -19,6 +20,7 @@ def run_stage(ws: Workspace, name: str, config: Config) -> dict[str, Any]:
     DVC metrics file)."""
     start = time.perf_counter()
     summary = importlib.import_module(f"tasks.{name}").run(ws, config)
+    release_memory()
     summary["seconds"] = round(time.perf_counter() - start, 3)
     atomic_write_text(ws.report(name), leaves_on_one_line(for_git(summary)) + "\n")
     return summary

@@ -49,6 +49,7 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     runs = training_set.nights(clean, mask)
     X, y = to_arrays(clean.loc[mask], schema)
     night = clean.loc[mask, training_set.RUN].map({r: i for i, r in enumerate(runs)}).to_numpy(np.int64)
+    del clean  # 0.4 GB at 1M rows, not read again
     detectors = campaign.row_level(config.filter.detectors)
     flagged, screened = night_flags(ws, runs, detectors)
     exceeding = json.loads(ws.report("filter").read_text()).get("trusted_exceeding", {})
