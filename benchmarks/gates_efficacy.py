@@ -89,8 +89,8 @@ def label_benchmark(config: Config, X_ref, y_ref, X, y, n_classes, seeds, rates)
             for seed in range(seeds):
                 _, y_bad, mask = ATTACKS[attack](X, y, rate, np.random.default_rng(seed), n_classes, **options)
                 cl, cl_threshold = fit["confident_learning"]
-                X_all, y_all = np.concatenate([X_ref, X]), np.concatenate([y_ref, y_bad])
-                oof = cl.out_of_fold(X_all, y_all)  # the same probabilities for both methods
+                y_all = np.concatenate([y_ref, y_bad])
+                oof = cl.out_of_fold(X, y_bad)  # the trusted rows', then the batch's: the same for both methods
                 ours_cl = label_margin(oof, y_all)[len(X_ref):] > cl_threshold
                 knn, knn_threshold = fit["knn_label"]
                 ours_knn = knn.score(X, y_bad) > knn_threshold

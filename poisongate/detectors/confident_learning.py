@@ -33,18 +33,22 @@ class ConfidentLearning(Detector):
         return self.fit(X[:0], y[:0])  # out-of-fold over the batch alone is already robust to its labels
 
     def out_of_fold(self, X, y) -> np.ndarray:
+        """Out-of-fold class probabilities of the trusted rows, then of the batch's."""
         from poisongate.learning import models
-        from poisongate.learning.crossval import cross_validate
+        from poisongate.learning.crossval import out_of_fold
 
-        folds = self.options.folds
-        recipe = self.options.recipe(len(X) * (folds - 1) // folds)
-        spec = models.model_spec(recipe, X, classes_of(y, self.y_ref))
-        return cross_validate(X, y, spec, recipe, folds)[1]
-
-    def score(self, X, y):
         X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])
         y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
-        scores = label_margin(self.out_of_fold(X_all, y_all), y_all)
+        folds = self.options.folds
+        recipe = self.options.recipe(len(X_all) * (folds - 1) // folds)
+        spec = models.model_spec(recipe, X_all, classes_of(y_all, self.y_ref))
+        Xs = models.scale(X_all, spec)
+        del X_all  # 1M rows: 0.26 GB
+        return out_of_fold(Xs, y_all, spec, recipe, folds)[1]
+
+    def score(self, X, y):
+        y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
+        scores = label_margin(self.out_of_fold(X, y), y_all)
         self.trusted_scores = scores[: len(self.X_ref)]
         return scores[len(self.X_ref) :]
 

@@ -34,9 +34,10 @@ class SpectralSignature(Detector):
         recipe = self.options.recipe(len(X_all))
         spec = models.model_spec(recipe, X_all, classes_of(y_all))
         Xs = models.scale(X_all, spec)
+        del X_all  # 1M rows: 0.26 GB
         graphdef, params, *_ = fit(Xs, y_all, spec, recipe)
-        H = np.asarray(embed(graphdef, params, Xs), np.float64)
-        trusted = np.arange(len(X_all)) < len(self.X_ref)
+        H = embed(graphdef, params, Xs)  # float32; each class is centred in float64 below
+        trusted = np.arange(len(y_all)) < len(self.X_ref)
         scores = class_signature_scores(H, y_all, trusted)
         self.trusted_scores = scores[: len(self.X_ref)]
         return scores[len(self.X_ref) :]
@@ -49,7 +50,8 @@ def class_signature_scores(H: np.ndarray, y: np.ndarray, trusted: np.ndarray) ->
         rows = np.flatnonzero(y == c)
         if len(rows) < 3:
             continue
-        centred = H[rows] - H[rows].mean(axis=0)
+        centred = H[rows].astype(np.float64)
+        centred -= centred.mean(axis=0)
         top = np.linalg.svd(centred, full_matrices=False)[2][0]
         proj = (centred @ top) ** 2
         norm = proj[trusted[rows]] if trusted[rows].any() else proj  # no trusted rows: the class itself

@@ -7,7 +7,7 @@ import numpy as np
 
 from poisongate.config import Recipe
 from poisongate.learning import models
-from poisongate.learning.training import fit, fold_proba
+from poisongate.learning.training import fit, held_out_proba
 
 
 def fold_of_rows(n: int, k: int, seed: int) -> np.ndarray:
@@ -19,12 +19,15 @@ def fold_of_rows(n: int, k: int, seed: int) -> np.ndarray:
 
 def cross_validate(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Recipe, k: int):
     """Per-fold accuracy and out-of-fold class probabilities for every row."""
-    fold = fold_of_rows(len(X), k, recipe.seed)
+    return out_of_fold(models.scale(X, spec), y, spec, recipe, k)
+
+
+def out_of_fold(Xs: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Recipe, k: int):
+    """cross_validate of rows already scaled (`models.scale`), for a caller that frees the unscaled ones."""
+    fold = fold_of_rows(len(Xs), k, recipe.seed)
     W = (fold[None, :] != np.arange(k)[:, None]).astype(np.float32)  # fold i trains on every row not in fold i
-    Xs = models.scale(X, spec)
     graphdef, params, *_ = fit(Xs, y, spec, recipe, W)
-    proba = fold_proba(graphdef, params, Xs)  # [k, n, classes]
-    oof = proba[fold, np.arange(len(X))]
+    oof = held_out_proba(graphdef, params, Xs, fold)
     correct = oof.argmax(axis=1) == y
     return [float(correct[fold == i].mean()) for i in range(k)], oof
 
