@@ -266,9 +266,9 @@ def rows_to_train(W: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarra
 def fold_groups(folds: int) -> list[slice]:
     """How k folds are split into groups trained side by side in threads, each group vmapped. On CPU one
     vmapped group runs on one core (a batch-64 step is too small for XLA to spread): one group per core
-    (issue 19: 2.2-2.9x vs folds in sequence on 2 cores, against 1.2-1.6x for one vmapped group). On an
-    accelerator, one group."""
-    if jax.default_backend() != "cpu":
+    (issue 19: 2.0-2.9x vs folds in sequence on 2 cores, against 1.2-1.6x for one vmapped group). On an
+    accelerator, or over several devices (each batch already split across them), one group."""
+    if jax.default_backend() != "cpu" or jax.device_count() > 1:
         return [slice(None)]
     bounds = np.linspace(0, folds, min(folds, len(os.sched_getaffinity(0))) + 1).round().astype(int)
     return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
