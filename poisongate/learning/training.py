@@ -263,16 +263,15 @@ def rows_to_train(W: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarra
     return rows, weights
 
 
-def fold_groups(folds: int) -> list[np.ndarray]:
+def fold_groups(folds: int) -> list[slice]:
     """How k folds are split into groups trained side by side in threads, each group vmapped. On CPU one
     vmapped group runs on one core (a batch-64 step is too small for XLA to spread): one group per core
-    (issue 19: 2.0-2.9x vs folds in sequence on 2 cores, against 1.2-1.6x for one vmapped group). Groups are
-    of one size, a smaller one repeating its folds, so one compiled epoch serves them all (the wall time is
-    the largest group's either way); each fold's result is taken once. On an accelerator, or over several
-    devices (each batch already split across them), one group."""
-    n = 1 if jax.default_backend() != "cpu" or jax.device_count() > 1 else min(folds, len(os.sched_getaffinity(0)))
-    size = -(-folds // n)
-    return [np.resize(part, size) for part in np.array_split(np.arange(folds), n)]
+    (issue 19: 2.0-2.9x vs folds in sequence on 2 cores, against 1.2-1.6x for one vmapped group). On an
+    accelerator, or over several devices (each batch already split across them), one group."""
+    if jax.default_backend() != "cpu" or jax.device_count() > 1:
+        return [slice(None)]
+    bounds = np.linspace(0, folds, min(folds, len(os.sched_getaffinity(0))) + 1).round().astype(int)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def batch_size_for(recipe: Recipe) -> int:
@@ -398,20 +397,17 @@ def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Reci
         return jax.block_until_ready(out)  # STACK_NOTES: back-to-back multi-device steps can abort on 2 cores
 
     groups = [slice(None)] if folds is None else fold_groups(folds)
-    first = None if folds is None else np.unique(np.concatenate(groups), return_index=True)[1]  # a repeat: once
     states = [(params, opt_state, rows, w)] if folds is None else [
         (*jax.tree.map(lambda a, g=g: a[g], (params, opt_state)), rows[g], w[g]) for g in groups]
     what = f"cross-validation, {folds} folds in {len(groups)} group(s) at once: epochs" if folds else "training: epochs"
     try:
         with progress.bar(what, epochs - start) as advance, ThreadPoolExecutor(len(groups)) as pool:
             for epoch in range(start, epochs):
-                run = partial(lambda k, state: epoch_of(*state, k), jax.random.fold_in(key, epoch))
-                # The first epoch of the first group runs alone: side by side, each thread would compile it.
-                outs = list(pool.map(run, states)) if epoch > start else [run(states[0]), *pool.map(run, states[1:])]
+                epoch_key = jax.random.fold_in(key, epoch)
+                outs = list(pool.map(lambda state, k=epoch_key: epoch_of(*state, k), states))
                 states = [(*out[:2], *state[2:]) for out, state in zip(outs, states)]
                 for i, store in enumerate(curves):  # [steps] or, of the folds, [folds, steps]
-                    joined = np.concatenate([np.asarray(out[2 + i]) for out in outs])
-                    store.append(joined if first is None else joined[first])
+                    store.append(np.concatenate([np.asarray(out[2 + i]) for out in outs]))
                 check_finite(epoch, curves[0][-1], curves[1][-1])
                 params, opt_state = states[0][:2]  # one model: its state (fold groups are joined after the loop)
                 if checkpoint_every and folds is None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
@@ -423,7 +419,7 @@ def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Reci
         if ckpt is not None:
             ckpt.close()
     if folds is not None:
-        params, opt_state = jax.tree.map(lambda *parts: jnp.concatenate(parts)[first], *(state[:2] for state in states))
+        params, opt_state = jax.tree.map(lambda *parts: jnp.concatenate(parts), *(state[:2] for state in states))
     return Trained(graphdef, params, opt_state, *(np.stack(c) for c in curves), tuple(trajectory))
 
 
