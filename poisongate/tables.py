@@ -8,6 +8,7 @@ import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +177,12 @@ def parse_table(raw: bytes, path: str | Path, limits: Limits = Limits()) -> pd.D
             raw = _gunzip(raw, path, limits)
         return READERS[suffix](raw, path, limits)
     except UNREADABLE as e:
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise PoisongateError(f"{path}: cannot be read as {suffix[1:]} ({detail[:200]}); re-export the file") from None
+        raise unreadable(path, suffix[1:], e) from None
+
+
+def unreadable(path: Path, kind: str, e: Exception) -> PoisongateError:
+    detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return PoisongateError(f"{path}: cannot be read as {kind} ({detail[:200]}); re-export the file")
 
 
 def read_table(path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
@@ -191,8 +196,7 @@ def read_table(path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
         except FileNotFoundError:
             raise PoisongateError(f"{path}: no such file; check data paths in params.yaml") from None
         except UNREADABLE as e:
-            raise PoisongateError(f"{path}: cannot be read as parquet ({str(e).splitlines()[0][:200]}); "
-                                  "re-export the file") from None
+            raise unreadable(Path(path), "parquet", e) from None
         frame = table.to_pandas(self_destruct=True, split_blocks=True)
         del table
         release_arrow_memory()
@@ -216,17 +220,21 @@ def release_memory() -> None:
     """After a stage: collect its garbage and hand freed memory back to the system (Arrow's pool and glibc's
     heap, where freed arrays of under 32 MB stay). In one night's process at 1M rows each stage otherwise began
     0.8-1.0 GB above what it needed (issue 19)."""
-    import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
     release_arrow_memory()
-    libc = ctypes.util.find_library("c")
-    if libc:
-        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)  # glibc only
-        if trim is not None:
-            trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim():
+    """glibc's malloc_trim among the process's own symbols (None elsewhere); looked up once, not per stage."""
+    import ctypes
+
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 def row_count(path: Path) -> int:

@@ -390,9 +390,9 @@ def train_model(X: np.ndarray, y: np.ndarray, spec: dict[str, Any], recipe: Reci
     X, y, rows, w = (jax.device_put(a, replicated) for a in (X, y, rows, w))
     key = jax.random.key(seed)
     epochs = recipe.epochs
+    step_fn = train_epoch if folds is None else train_epoch_folds
 
     def epoch_of(params, opt_state, rows, w, key):
-        step_fn = train_epoch if folds is None else train_epoch_folds
         out = step_fn(graphdef, tx, r, sharding, bs, params, opt_state, X, y, rows, w, key)
         return jax.block_until_ready(out)  # STACK_NOTES: back-to-back multi-device steps can abort on 2 cores
 
