@@ -44,6 +44,18 @@ def test_knn_label_catches_flipped_labels():
     assert flagged[30:].mean() <= 0.02
 
 
+@pytest.mark.parametrize("trusted_rows", [25, 600, 1000])  # fewer groups than 32 rows each; padded; whole groups
+def test_knn_label_finds_the_exact_nearest_neighbours(trusted_rows):
+    rng = np.random.default_rng(trusted_rows)
+    X, batch = rng.normal(size=(trusted_rows, 8)).astype(np.float32), rng.normal(size=(300, 8)).astype(np.float32)
+    y, labels = rng.integers(0, 3, trusted_rows), rng.integers(0, 3, 300)  # labels at random: neighbours disagree
+    batch[:20] = X[:20]  # exact copies: a distance of 0
+    det = detectors.make("knn_label", {"k": 5}).fit(X, y)
+    Z, ref = ((a - det.mean) / det.std for a in (batch, X))
+    nearest = np.argsort(((Z[:, None, :] - ref[None]) ** 2).sum(axis=2), axis=1, kind="stable")[:, :5]
+    assert np.allclose(det.score(batch, labels), (y[nearest] != labels[:, None]).mean(axis=1))
+
+
 def test_scores_do_not_depend_on_chunking(monkeypatch):
     X, y = blobs()
     det = detectors.make("knn_label", {"k": 5}).fit(X, y)

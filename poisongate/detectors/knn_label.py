@@ -8,17 +8,26 @@ from pydantic import Field
 from poisongate.detectors.base import Detector, DetectorOptions, chunked
 from poisongate.detectors.registry import register
 
+GROUP_ROWS = 32  # trusted rows per group: the k nearest are searched among the k groups with the nearest member
+
 
 class KNNOptions(DetectorOptions):
     k: int = Field(10, ge=1)
 
 
-@partial(jax.jit, static_argnames="k")
-def _knn_disagreement(X, y, ref, ref_sq, ref_y, mean, std, *, k):
-    Z = (X - mean) / std
-    d2 = jnp.sum(Z * Z, axis=1, keepdims=True) + ref_sq[None, :] - 2.0 * Z @ ref.T
-    _, idx = jax.lax.top_k(-d2, k)
-    return jnp.mean(ref_y[idx] != y[:, None], axis=1)
+@partial(jax.jit, static_argnames=("k", "group"))
+def _knn_disagreement(X, y, ref_t, ref_y, mean, std, *, k, group):
+    """Exact k nearest, without a top-k over every trusted row (most of the time at scale): the groups holding the k
+    nearest rows are among the k groups with the nearest member (at most k groups have a member within the k-th
+    distance), so a top-k over group minima, then over those k groups' rows, finds them."""
+    n, Z = X.shape[0], (X - mean) / std
+    # |r|^2 - 2 x.r as one matrix product (ref_t holds -2 r and |r|^2): the row's own |x|^2 ranks nothing.
+    d2 = (jnp.concatenate([Z, jnp.ones((n, 1), Z.dtype)], axis=1) @ ref_t).reshape(n, -1, group)
+    _, groups = jax.lax.top_k(-d2.min(axis=2), k)
+    candidates = jnp.take_along_axis(d2, groups[:, :, None], axis=1).reshape(n, k * group)
+    _, pick = jax.lax.top_k(-candidates, k)
+    nearest = jnp.take_along_axis(groups, pick // group, axis=1) * group + pick % group
+    return jnp.mean(ref_y[nearest] != y[:, None], axis=1)
 
 
 @register
@@ -36,15 +45,17 @@ class KNNLabel(Detector):
 
     def fit(self, X, y):
         X = np.asarray(X, np.float32)
+        self.k = min(self.options.k, len(X))
+        self.group = max(1, min(GROUP_ROWS, len(X) // self.k))  # at least k groups
         self.mean = X.mean(axis=0)
         self.std = np.maximum(X.std(axis=0), 1e-6)
-        self.ref = (X - self.mean) / self.std
-        self.ref_sq = np.sum(self.ref * self.ref, axis=1)
-        self.ref_y = np.asarray(y, np.int32)
-        self.k = min(self.options.k, len(X))
+        pad = -len(X) % self.group  # padding rows: never nearer than anything (|r|^2 = inf)
+        ref = np.concatenate([(X - self.mean) / self.std, np.zeros((pad, X.shape[1]), np.float32)])
+        sq = np.concatenate([np.sum(ref[: len(X)] ** 2, axis=1), np.full(pad, np.inf, np.float32)])
+        self.ref_t = np.concatenate([-2.0 * ref, sq[:, None]], axis=1).T.astype(np.float32)
+        self.ref_y = np.concatenate([np.asarray(y, np.int32), np.zeros(pad, np.int32)])
         return self
 
     def score(self, X, y):
-        return chunked(
-            partial(_knn_disagreement, k=self.k), X, y, self.ref, self.ref_sq, self.ref_y, self.mean, self.std
-        )
+        return chunked(partial(_knn_disagreement, k=self.k, group=self.group), X, y, self.ref_t, self.ref_y,
+                       self.mean, self.std)
