@@ -22,6 +22,7 @@ from poisongate.stats import median_and_scale
 
 Chunks = list[tuple[np.ndarray, np.ndarray]]
 ChunkScorer = Callable[[dict[str, Detector], Chunks], list[dict[str, np.ndarray]]]
+LISTED_ROWS = 50  # quarantined rows a summary lists (id, reason, scores): data/scores.parquet has every row
 
 
 @dataclass
@@ -373,6 +374,6 @@ def summary(screening: Screening, cfg: FilterConfig, ids: np.ndarray, mask: np.n
              "scores": {name: float(s[i]) for name, s in screening.scores.items()},
              "p_values": {name: float(p[i]) for name, p in screening.p_values.items()},
              **({"p_combined": float(screening.combined[i])} if screening.combined is not None else {})}
-            for i in np.flatnonzero(mask)
+            for i in np.flatnonzero(mask)[:LISTED_ROWS]
         ],
     }

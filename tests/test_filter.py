@@ -1,7 +1,8 @@
 import numpy as np
 
 from poisongate.attacks import simulate
-from poisongate.poisoning_gate import Screening, quarantine_frame, screen
+from poisongate.poisoning_gate import LISTED_ROWS, Screening, quarantine_frame, screen, summary
+from poisongate.reports import run_report
 
 
 def test_filter_quarantines_most_flipped_labels_with_reasons(digits, config):
@@ -62,3 +63,14 @@ def test_every_flagging_detector_is_named_in_the_row_reason(digits, config):
     assert result.selected_by["knn_label"][:40].sum() >= 10  # many flips: the BH cutoff admits knn's p-values
     for i in np.flatnonzero(result.selected_by["knn_label"][:40]):
         assert "robust_zscore" in reasons[i] and "knn_label" in reasons[i]
+
+
+def test_a_summary_lists_a_few_quarantined_rows_and_the_report_counts_the_rest(digits, config):
+    X_ref, y_ref = digits["reference"]
+    X, y = digits["batch"]
+    screening = screen(X_ref, y_ref, X, y, config.filter)
+    everything = np.ones(len(X), bool)  # a refused batch: every row quarantined (1M rows must not become 1M dicts)
+    listed = summary(screening, config.filter, np.arange(len(X)), everything, screening.reasons(), "refused", 1.0)
+    assert [r["id"] for r in listed["quarantined_rows"]] == list(range(LISTED_ROWS))
+    report = run_report.build("r1", {"filter": listed}, "batch refused", {}, "0" * 40, [])
+    assert f"| ... | {len(X) - LISTED_ROWS} more in quarantine/r1.parquet |" in run_report.markdown(report)

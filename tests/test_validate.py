@@ -196,7 +196,7 @@ def test_user_strings_are_escaped_in_data_docs_and_the_markdown_report(suite, di
     assert {"unexpected": [name]} in [f["observed"] for f in summary["failed"]]  # the real name, for people
     assert repr(name) in refusal(summary)
     report = run_report.build("r1", {"ingest": {"rows": 3, "source": f"/feed/{name}|x`.csv"}, "validate": summary},
-                              f"batch refused: {refusal(summary)}", {}, "0" * 40)
+                              f"batch refused: {refusal(summary)}", {}, "0" * 40, [])
     text = run_report.markdown(report)
     assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text and "\\|x\\`" in text
 

@@ -141,8 +141,7 @@ def write(ws: Workspace, summaries: dict[str, Any], config: Config) -> list[Path
     filt = summaries.get("filter")
     if filt:
         (reference, schema), batch = workspace_reference(ws, config.data), read_table(ws.incoming)
-        quarantined_ids = {r["id"] for r in filt["quarantined_rows"]}
-        mask = np.isin(row_ids(batch, schema), list(quarantined_ids))
+        mask = pd.read_parquet(ws.scores, columns=["quarantined"])["quarantined"].to_numpy()  # in the batch's order
         X_ref, X = to_arrays(reference, schema)[0], to_arrays(batch, schema)[0]
         written.append(save(batch_projection(X_ref, X, mask), out / "batch_pca.png"))
         audit = summaries.get("audit") or {}

@@ -8,8 +8,6 @@ from poisongate import for_git
 from poisongate.reports import cell, md
 from poisongate.workspace import Workspace, atomic_write_text
 
-MAX_ROWS_SHOWN = 50  # the markdown lists this many quarantined rows; quarantine/<run_id>.parquet holds them all
-
 
 def detection(summaries: dict[str, Any], quarantined_ids: list[Any]) -> dict[str, Any] | None:
     """Precision/recall of the quarantine against a simulated attack's ground truth."""
@@ -26,14 +24,13 @@ def detection(summaries: dict[str, Any], quarantined_ids: list[Any]) -> dict[str
 
 
 def build(run_id: str, summaries: dict[str, Any], verdict: str, dvc_hashes: dict[str, str],
-          git_base: str) -> dict[str, Any]:
-    quarantined = summaries.get("filter", {}).get("quarantined_rows", [])
+          git_base: str, quarantined_ids: list[Any]) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "verdict": verdict,
         "git_parent": git_base,
         "stages": summaries,
-        "detection": detection(summaries, [r["id"] for r in quarantined]),
+        "detection": detection(summaries, quarantined_ids),
         "dvc_hashes": dvc_hashes,
     }
 
@@ -82,9 +79,9 @@ def markdown(report: dict[str, Any]) -> str:
         rows = f["quarantined_rows"]
         if rows:
             lines += ["", "| row id | reason |", "|---|---|"]
-            lines += [f"| {md(r['id'])} | {md(r['reason'])} |" for r in rows[:MAX_ROWS_SHOWN]]
-            if len(rows) > MAX_ROWS_SHOWN:
-                more = len(rows) - MAX_ROWS_SHOWN
+            lines += [f"| {md(r['id'])} | {md(r['reason'])} |" for r in rows]
+            if f["quarantined"] > len(rows):  # the summary lists the first few
+                more = f["quarantined"] - len(rows)
                 lines.append(f"| ... | {more} more in quarantine/{md(report['run_id'])}.parquet |")
     else:
         lines.append("Not run.")

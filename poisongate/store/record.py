@@ -57,6 +57,15 @@ def kept_rows(ws: Workspace, run_id: str, id_column: str | None) -> tuple[pd.Ser
     return (frame[id_column] if id_column in frame.columns else frame.index.to_series()), frame
 
 
+def simulated_catch(ws: Workspace, summaries: dict[str, Any]) -> list[Any]:
+    """Every id tonight's filter quarantined, where a simulated attack's ground truth can score it (the summary
+    lists only the first few)."""
+    if "filter" not in summaries or not summaries.get("ingest", {}).get("poisoned_ids"):
+        return []
+    scores = pd.read_parquet(ws.scores, columns=["id", "quarantined"])
+    return scores["id"][scores["quarantined"]].tolist()
+
+
 def verdict(summaries: dict[str, Any]) -> tuple[bool, str]:
     i, v, f, p = summaries.get("ingest"), summaries.get("validate"), summaries.get("filter"), summaries.get("promote")
     if ERROR in summaries:
@@ -107,7 +116,7 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     if passed and "promote" in summaries:
         write_table(training_set.stamp(read_table(ws.audited), run_id), ws.training)
     versioning.track_training_set(ws)
-    full = run_report.build(run_id, summaries, text, versioning.hashes(ws), git_parent)
+    full = run_report.build(run_id, summaries, text, versioning.hashes(ws), git_parent, simulated_catch(ws, summaries))
     full["run_options"] = options
     full["champion"] = registry.champion_id(ws, strict=False)  # after this run: what a rollback to it restores
     full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
