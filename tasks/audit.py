@@ -20,14 +20,15 @@ from poisongate.schema import row_ids, to_arrays
 from poisongate.sources import workspace_reference
 from poisongate.tables import read_table, write_table
 from poisongate.training_set import RUN, TONIGHT, trusted_runs
-from poisongate.workspace import Workspace
+from poisongate.workspace import Workspace, atomic_path
 
 
 def tonight_as_received(ws: Workspace, clean: pd.DataFrame, tonight: np.ndarray) -> pd.DataFrame:
     """Tonight's training rows as the batch brought them (every column): the incoming rows the filter accepted,
     in order; the training rows themselves where there is no such batch (a retrain on the workspace's data)."""
     if ws.incoming.exists() and ws.scores.exists():
-        accepted = read_table(ws.incoming).loc[~read_table(ws.scores)["quarantined"].to_numpy()]
+        accepted = read_table(ws.incoming).loc[~pd.read_parquet(ws.scores, columns=["quarantined"])["quarantined"]
+                                                .to_numpy()]
         if len(accepted) == int(tonight.sum()):
             return accepted
     return clean.loc[tonight]
@@ -38,9 +39,11 @@ def ids_of(rows: pd.DataFrame, schema) -> np.ndarray:
     return row_ids(rows, schema) if schema.id else rows.index.to_numpy()
 
 
-def keep_candidate(ws: Workspace, clean: pd.DataFrame, received: pd.DataFrame) -> None:
-    write_table(clean, ws.audited)
-    write_table(received.iloc[:0].assign(quarantine_reason=pd.Series(dtype="string")), ws.audit_quarantine)
+def keep_candidate(ws: Workspace, none_flagged: pd.DataFrame) -> None:
+    """The candidate and its training set (data/clean.parquet) as they are; an empty audit quarantine."""
+    with atomic_path(ws.audited) as tmp:
+        shutil.copyfile(ws.clean, tmp)
+    write_table(none_flagged, ws.audit_quarantine)
     shutil.rmtree(ws.audited_model, ignore_errors=True)
     shutil.copytree(ws.candidate, ws.audited_model)
 
@@ -51,24 +54,29 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     clean = read_table(ws.clean)
     tonight = (clean[RUN] == TONIGHT).to_numpy()
     received = tonight_as_received(ws, clean, tonight)
+    none_flagged = received.iloc[:0].assign(quarantine_reason=pd.Series(dtype="string"))
     if not cfg.enabled:
-        keep_candidate(ws, clean, received)
+        keep_candidate(ws, none_flagged)
         return {"passed": None, "enabled": False, "flagged": 0}
+    ids = ids_of(received, schema)
     X, y = to_arrays(clean, schema)
+    trusted = clean[RUN].isin(sorted(trusted_runs(ws))).to_numpy()
+    del clean, received  # the influence reads arrays only; the frames are read again where rows are flagged
     X_hold, y_hold = to_arrays(read_table(ws.holdout), schema)
     graphdef, params, spec = models.load(ws.candidate)
     trajectory = models.load_trajectory(ws.candidate)
-    trusted = clean[RUN].isin(sorted(trusted_runs(ws))).to_numpy()
     trusted_harm, tonight_harm, judgement = audit.audit_rows(graphdef, trajectory, spec, X, y, trusted, tonight,
                                                              X_hold, y_hold, recipe.learning_rate, cfg)
-    out = audit.summary(judgement, tonight_harm, trusted_harm, ids_of(received, schema), cfg.false_alarm_rate,
+    out = audit.summary(judgement, tonight_harm, trusted_harm, ids, cfg.false_alarm_rate,
                         [step for step, _ in trajectory])
     out["passed"] = None  # the audit removes rows; the promotion gate judges the model it leaves
     out["candidate"] = evaluate(graphdef, params, spec, X_hold, y_hold)
     if not judgement.flagged.any() or not cfg.retrain:
-        keep_candidate(ws, clean, received)
+        keep_candidate(ws, none_flagged)
         out["retrained"] = None
         return out
+    clean = read_table(ws.clean)
+    received = tonight_as_received(ws, clean, tonight)
     flagged = received.loc[judgement.flagged].copy()
     flagged["quarantine_reason"] = [
         f"audit: harmful influence {h:.3g} >= {judgement.threshold:.3g} on the golden holdout loss "
