@@ -5,7 +5,19 @@ The library: config (typed params.yaml), workspace and data I/O, detectors (plug
 red team. The stages that use it are in tasks/, the Prefect flows that wire them in flows/."""
 
 import json
+import os
+from pathlib import Path
 from typing import Any
+
+# XLA programs compiled once are kept on disk for the next process: every night, and every CLI night of the tests,
+# compiles the same detectors and training steps (a warm cache took tests/test_flow.py and test_train.py from 9.2
+# to 6.1 minutes). Read by JAX when it is imported, so before any poisongate module imports it. The size bound
+# evicts the least recently used entries and makes JAX lock the folder (two runs at once). `export
+# JAX_COMPILATION_CACHE_DIR=` turns it off.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "poisongate", "jax")))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # most of ours compile in under a second
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1 << 30))
 
 # The pipeline's stages in order: each is tasks/<name>.py and the dvc.yaml stage of that name.
 STAGES = ("reference", "ingest", "expectations", "validate", "filter", "campaign", "train", "audit", "crossval",
