@@ -137,6 +137,8 @@ def night(ws: Path, env: dict, log: Path) -> dict:
     report = json.loads(reports[-1].read_text())
     stages = report["stages"]
     seconds = {name: s["seconds"] for name, s in stages.items() if isinstance(s, dict) and "seconds" in s}
+    result["process_peak_rss_mb_after"] = {name: s["process_peak_rss_mb"] for name, s in stages.items()
+                                           if isinstance(s, dict) and "process_peak_rss_mb" in s}
     for line in result["console"]:  # record (store/record.py) runs after the report is built: its console line
         if line.startswith("record "):
             seconds["record"] = float(re.search(r"\(([\d.]+) s\)\s*$", line)[1])

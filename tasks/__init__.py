@@ -4,6 +4,8 @@ atomically and returns a summary (a gate's summary has `passed`). No stage impor
 from __future__ import annotations
 
 import importlib
+import resource
+import sys
 import time
 from typing import Any
 
@@ -22,5 +24,8 @@ def run_stage(ws: Workspace, name: str, config: Config) -> dict[str, Any]:
     summary = importlib.import_module(f"tasks.{name}").run(ws, config)
     release_memory()
     summary["seconds"] = round(time.perf_counter() - start, 3)
+    # The process's peak so far (the stages run in one process): where it rises, this stage set it.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    summary["process_peak_rss_mb"] = round(peak / (1 << (20 if sys.platform == "darwin" else 10)), 1)
     atomic_write_text(ws.report(name), leaves_on_one_line(for_git(summary)) + "\n")
     return summary

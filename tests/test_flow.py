@@ -59,6 +59,8 @@ def test_clean_batch_promoted_then_flipped_batch_filtered_and_no_worse_model_pro
     assert first_champion["run_id"] == report["run_id"]
     assert (ws.registry / report["run_id"] / "checkpoint").is_dir()
     assert len(report["stages"]["crossval"]["fold_accuracy"]) == 5
+    peaks = [s["process_peak_rss_mb"] for s in report["stages"].values() if "process_peak_rss_mb" in s]
+    assert len(peaks) == 10 and peaks == sorted(peaks) and peaks[0] > 100  # every stage; the process's peak so far
 
     from prefect.artifacts import Artifact
 
