@@ -121,7 +121,6 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     full["champion"] = registry.champion_id(ws, strict=False)  # after this run: what a rollback to it restores
     full["plots"] = [p.relative_to(ws.root).as_posix() for p in pictures]
     markdown = run_report.write(ws, full)
-    versioning.track_generated(ws)
     mark_started(ws, run_id, started=False)
     commit = versioning.commit_and_push(ws, f"poisongate run {run_id}: {text}")
     return {"passed": passed, "verdict": text, "markdown": markdown, "commit": commit,
