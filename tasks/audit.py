@@ -75,24 +75,24 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
         keep_candidate(ws, none_flagged)
         out["retrained"] = None
         return out
+    drop = np.zeros(len(X), bool)
+    drop[np.flatnonzero(tonight)[judgement.flagged]] = True
+    X_kept, y_kept = X[~drop], y[~drop]
+    del X  # the retrain holds only the rows it keeps; the frames are read after it (1M rows: issue 19)
+    spec_kept = models.model_spec(recipe, X_kept, schema.classes)
+    X_kept = models.scale(X_kept, spec_kept)
+    t = train_model(X_kept, y_kept, spec_kept, recipe, checkpoint_every=recipe.checkpoint_every)
+    models.save(ws.audited_model, recipe.epochs, t.params, t.opt_state, spec_kept, t.trajectory)
+    out["retrained"] = {"rows": len(X_kept), **evaluate(t.graphdef, t.params, spec_kept, X_hold, y_hold)}
+    del X_kept, t
     clean = read_table(ws.clean)
-    received = tonight_as_received(ws, clean, tonight)
-    flagged = received.loc[judgement.flagged].copy()
+    write_table(clean.loc[~drop].reset_index(drop=True), ws.audited)
+    flagged = tonight_as_received(ws, clean, tonight).loc[judgement.flagged].copy()
+    del clean
     flagged["quarantine_reason"] = [
         f"audit: harmful influence {h:.3g} >= {judgement.threshold:.3g} on the golden holdout loss "
         f"(p {p:.2g} <= audit.false_alarm_rate {cfg.false_alarm_rate:g})"
         for h, p in zip(tonight_harm[judgement.flagged], judgement.p_values[judgement.flagged])]
     flagged["audit_harm"] = tonight_harm[judgement.flagged]
-    drop = np.zeros(len(clean), bool)
-    drop[np.flatnonzero(tonight)[judgement.flagged]] = True
-    kept = clean.loc[~drop].reset_index(drop=True)
-    X_kept, y_kept = X[~drop], y[~drop]
-    del clean, received, X  # 1M rows: 1.1 GB the retrain does not read (issue 19)
-    spec_kept = models.model_spec(recipe, X_kept, schema.classes)
-    X_kept = models.scale(X_kept, spec_kept)
-    t = train_model(X_kept, y_kept, spec_kept, recipe, checkpoint_every=recipe.checkpoint_every)
-    models.save(ws.audited_model, recipe.epochs, t.params, t.opt_state, spec_kept, t.trajectory)
-    write_table(kept, ws.audited)
     write_table(flagged, ws.audit_quarantine)
-    out["retrained"] = {"rows": len(kept), **evaluate(t.graphdef, t.params, spec_kept, X_hold, y_hold)}
     return out
