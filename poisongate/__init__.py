@@ -6,7 +6,6 @@ red team. The stages that use it are in tasks/, the Prefect flows that wire them
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 # XLA programs compiled once are kept on disk for the next process: every night, and every CLI night of the tests,
@@ -14,8 +13,9 @@ from typing import Any
 # to 6.1 minutes). Read by JAX when it is imported, so before any poisongate module imports it. The size bound
 # evicts the least recently used entries and makes JAX lock the folder (two runs at once). `export
 # JAX_COMPILATION_CACHE_DIR=` turns it off.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "poisongate", "jax")))
+_cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+if os.path.isabs(_cache_home):  # no home directory: no cache, rather than one in the working directory
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_cache_home, "poisongate", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # most of ours compile in under a second
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1 << 30))
 

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -194,3 +197,10 @@ def test_train_stage_aborts_on_nan_and_saves_no_candidate(tmp_path, digits, conf
         run_stage(ws, "train", p)
     assert json.loads(ws.report("train").read_text())["nonfinite"] is True
     assert not ws.candidate.exists()
+
+
+def test_compiled_programs_are_kept_on_disk_for_the_next_process(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_") and k != "XDG_CACHE_HOME"}
+    code = "import poisongate, jax, jax.numpy as jnp; jax.jit(lambda x: x * 2)(jnp.ones(3)).block_until_ready()"
+    subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(tmp_path)}, check=True)
+    assert list((tmp_path / ".cache" / "poisongate" / "jax").glob("*-cache"))  # importing poisongate turned it on
