@@ -101,9 +101,9 @@ def row_chunks(X: np.ndarray, y: np.ndarray, rows: int | None = None):
         yield xs, ys, size - pad
 
 
-def chunked(fn, X: np.ndarray, y: np.ndarray, *fitted) -> np.ndarray:
-    """Apply a jitted per-row scorer chunk by chunk (row_chunks)."""
-    out = [np.asarray(fn(xs, ys, *fitted))[:rows] for xs, ys, rows in row_chunks(X, y)]
+def chunked(fn, X: np.ndarray, y: np.ndarray, *fitted, rows: int | None = None) -> np.ndarray:
+    """Apply a jitted per-row scorer chunk by chunk (row_chunks, `rows` per chunk)."""
+    out = [np.asarray(fn(xs, ys, *fitted))[:real] for xs, ys, real in row_chunks(X, y, rows)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 

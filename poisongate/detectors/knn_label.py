@@ -5,10 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import Field
 
+from poisongate.detectors import base
 from poisongate.detectors.base import Detector, DetectorOptions, chunked
 from poisongate.detectors.registry import register
 
 GROUP_ROWS = 32  # trusted rows per group: the k nearest are searched among the k groups with the nearest member
+# Distances a chunk holds (chunk rows x trusted rows): about 20 MB, which stays in cache; 4,096 rows x 20,000
+# trusted rows (328 MB) went through memory and took twice as long (10,000 x 20,000 rows: 0.70 -> 0.34 s).
+CHUNK_DISTANCES = 5_000_000
 
 
 class KNNOptions(DetectorOptions):
@@ -57,5 +61,6 @@ class KNNLabel(Detector):
         return self
 
     def score(self, X, y):
+        rows = max(64, min(base.CHUNK_ROWS, CHUNK_DISTANCES // self.ref_t.shape[1]))
         return chunked(partial(_knn_disagreement, k=self.k, group=self.group), X, y, self.ref_t, self.ref_y,
-                       self.mean, self.std)
+                       self.mean, self.std, rows=rows)
