@@ -101,7 +101,10 @@ def with_exact_ids(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """The frame with its id column as the reference keeps ids (checked by batch_problem first)."""
     if not schema.id:
         return frame
-    return frame.assign(**{schema.id: exact_ids(frame[schema.id], schema.id_kind)[0]})
+    ids = exact_ids(frame[schema.id], schema.id_kind)[0]
+    if ids.dtype == frame[schema.id].dtype:  # already so (a user's file is, once read): the same values, no copy
+        return frame
+    return frame.assign(**{schema.id: ids})
 
 
 def image_side(n_features: int) -> int | None:

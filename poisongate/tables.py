@@ -95,8 +95,10 @@ def _parquet(raw: bytes, path: Path, limits: Limits) -> pd.DataFrame:
         rows, size = rows + batch.num_rows, size + batch.nbytes
         _too_big(path, limits, rows, size)
         batches.append(batch)
-    frame = pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
-    del batches
+    table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
+    del batches  # the table holds the only reference: each column is freed as it is converted
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
     release_arrow_memory()
     named_index = [n for n in frame.index.names if n is not None]
     return frame.reset_index() if named_index else frame.reset_index(drop=True)
@@ -204,9 +206,17 @@ def read_table(path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
     return parse_table(read_bytes(path, limits.max_bytes), path, limits)
 
 
+WRITE_ROWS = 131_072  # rows converted to Arrow at a time when writing Parquet
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+    """The frame as Parquet (pandas' metadata kept, no index), converted to Arrow one slice of rows at a time:
+    converted whole, a 1M-row frame had a second copy of itself in memory while it was written (issue 19)."""
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, max(len(frame), 1), WRITE_ROWS):
+            writer.write_table(pa.Table.from_pandas(frame.iloc[start : start + WRITE_ROWS], schema=schema,
+                                                    preserve_index=False))
     release_arrow_memory()
 
 

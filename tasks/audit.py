@@ -59,9 +59,10 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
         keep_candidate(ws, none_flagged)
         return {"passed": None, "enabled": False, "flagged": 0}
     ids = ids_of(received, schema)
-    X, y = to_arrays(clean, schema)
+    del received  # the influence reads arrays only; the frames are read again where rows are flagged
     trusted = clean[RUN].isin(sorted(trusted_runs(ws))).to_numpy()
-    del clean, received  # the influence reads arrays only; the frames are read again where rows are flagged
+    X, y = to_arrays(clean, schema)
+    del clean
     X_hold, y_hold = to_arrays(read_table(ws.holdout), schema)
     graphdef, params, spec = models.load(ws.candidate)
     trajectory = models.load_trajectory(ws.candidate)
