@@ -2,6 +2,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
+import jax
 import numpy as np
 from pydantic import Field
 
@@ -14,18 +15,32 @@ class BatchOptions(DetectorOptions):
     calibration_splits: int = Field(200, ge=1)  # random halves of the trusted rows, each one calibration batch
 
 
-def column_moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and variance in float64, over row chunks (memory stays flat), merged with Chan et al.'s
-    pairwise update."""
-    count, mean, m2 = 0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
-    for start in range(0, len(X), base.CHUNK_ROWS * 64):
-        chunk = np.asarray(X[start : start + base.CHUNK_ROWS * 64], np.float64)
-        n, chunk_mean = len(chunk), chunk.mean(axis=0)
-        delta = chunk_mean - mean
-        mean = mean + delta * n / (count + n)
-        m2 = m2 + ((chunk - chunk_mean) ** 2).sum(axis=0) + delta**2 * count * n / (count + n)
-        count += n
-    return mean, m2 / max(count, 1)
+MOMENT_ROWS = 65_536  # rows per device call when a batch's column moments are summed
+
+
+@jax.jit
+def _deviation_sums(chunk, shift):
+    deviation = chunk - shift
+    return deviation.sum(axis=0), (deviation * deviation).sum(axis=0)
+
+
+def column_moments(X: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and variance from sums of deviations from `shift` (the trusted mean: a clean batch's
+    deviations are small, so float32 sums lose nothing that matters), one fused pass per chunk of rows, summed
+    in float64 across chunks; a padding row equal to `shift` adds 0. Converting each chunk to float64 and making
+    passes over it took 0.7 s at 1M x 64 rows."""
+    n, d = X.shape
+    shift = np.asarray(shift, np.float32)
+    size = min(MOMENT_ROWS, 1 << max(n - 1, 1).bit_length())  # a power of two: few compiled shapes
+    first, second = np.zeros(d), np.zeros(d)
+    for start in range(0, n, size):
+        chunk = np.asarray(X[start : start + size], np.float32)
+        if len(chunk) < size:
+            chunk = np.concatenate([chunk, np.broadcast_to(shift, (size - len(chunk), d))])
+        sums = _deviation_sums(chunk, shift)
+        first, second = first + np.asarray(sums[0]), second + np.asarray(sums[1])
+    deviation = first / max(n, 1)
+    return shift + deviation, second / max(n, 1) - deviation**2
 
 
 @register
@@ -57,7 +72,7 @@ class BatchShift(Detector):
         n = len(X)
         if self.mean is None or n < 2:
             return np.zeros(n, np.float32)
-        mean, var = column_moments(X)
+        mean, var = column_moments(X, self.mean)
         both = 1.0 / n + 1.0 / max(self.rows, 1)
         mean_z = (mean - self.mean) / np.sqrt(self.var * both)
         var_z = np.log(np.maximum(var, self.floor) / self.var) / np.sqrt((self.kurtosis - 1.0) * both)
