@@ -148,7 +148,9 @@ def main() -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
             "command": "uv run python benchmarks/gates_speed.py " + " ".join(sys.argv[1:]),
             "repeats": args.repeats, "features": FEATURES, "classes": CLASSES, "trusted_rows": TRUSTED,
-            "poison_rate": POISON_RATE}
+            "poison_rate": POISON_RATE,
+            "git_head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                       text=True).stdout.strip()}
     results = []
     for n in args.rows:  # a fresh process per size: ru_maxrss is the peak of that size alone
         cmd = [sys.executable, __file__, "--child", str(n), "--repeats", str(args.repeats)]
