@@ -91,3 +91,20 @@ def test_ids_stay_exactly_as_the_reference_keeps_them(tmp_path):
     assert exact_ids(big, "int")[1] == 1  # beyond int64: refused by row, never through float
     assert exact_ids(pd.Series(["12", "9223372036854775807"]), "int")[0].tolist() == [12, 2**63 - 1]
     assert exact_ids(pd.Series([3.0, 4.5]), "int")[1] == 1
+
+
+def test_parquet_is_written_in_slices_and_reads_back_whole(tmp_path, monkeypatch):
+    from poisongate import tables
+
+    monkeypatch.setattr(tables, "WRITE_ROWS", 4)  # 10 rows: three slices, the last one short
+    frame = pd.DataFrame({"id": np.arange(10), "x": np.linspace(0, 1, 10, dtype=np.float32),
+                          "run": pd.array([f"run {i % 3}" for i in range(10)], dtype="string"),
+                          "note": [None, "a", None, "b", None, None, "c", None, None, "d"]})
+    for rows in (frame, frame.iloc[:0]):
+        tables.write_table(rows, tmp_path / "t.parquet")
+        back = read_table(tmp_path / "t.parquet")
+        pd.testing.assert_frame_equal(back, rows.reset_index(drop=True))
+    import pyarrow.parquet as pq
+
+    tables.write_table(frame, tmp_path / "t.parquet")
+    assert pq.ParquetFile(tmp_path / "t.parquet").metadata.num_row_groups == 3
