@@ -212,3 +212,21 @@ def test_rows_beyond_the_reference_range_hold_their_false_refusal_rate():
     assert (outside > allowed).mean() <= alpha + 3 * np.sqrt(alpha / trials)
     assert (outside > allowed - 1).mean() > alpha  # and no looser than it needs to be
     assert rows_beyond_range(30_000, 5_000, 1e-6) < rows_beyond_range(53, 5_000, 1e-6)  # a big reference is stricter
+
+
+class _NotIterable(np.ndarray):
+    def __iter__(self):
+        raise AssertionError("the values were scanned one by one")
+
+
+def test_gx_answers_whether_a_numeric_column_holds_decimals_from_its_dtype():
+    from decimal import Decimal
+
+    from great_expectations import util
+
+    from poisongate import data_gate
+
+    data_gate._context()  # the data gate's GX context: what every validation uses
+    assert not util.does_ndarray_contain_decimal_dtype(data=np.zeros(1000, np.float32).view(_NotIterable))
+    assert util.does_ndarray_contain_decimal_dtype(data=np.array([1.0, Decimal("2.5")], dtype=object))
+    assert not util.does_ndarray_contain_decimal_dtype(data=np.array([1.0, "x"], dtype=object))
