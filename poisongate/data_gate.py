@@ -227,17 +227,14 @@ def _decimal_scan_from_dtype() -> None:
     """GX 1.24's column mean and stdev metrics first look for decimal.Decimal objects with a Python loop over every
     value (`util.does_ndarray_contain_decimal_dtype`): 128M isinstance calls for 64 columns x 1M rows, most of a
     35 s validation (issue 19). A numeric numpy array cannot hold a Decimal, so its dtype answers; an object
-    array is still scanned."""
+    array is still scanned. Installed once, by `_context` (cached)."""
     from great_expectations import util
 
     scan = util.does_ndarray_contain_decimal_dtype
-    if getattr(scan, "answers_from_dtype", False):
-        return
 
     def contains_decimal(data):
         return False if np.asarray(data).dtype.kind in "biufc" else scan(data=data)
 
-    contains_decimal.answers_from_dtype = True
     util.does_ndarray_contain_decimal_dtype = contains_decimal
 
 
