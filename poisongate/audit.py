@@ -23,6 +23,7 @@ from flax import nnx
 
 from poisongate.config import AuditConfig
 from poisongate.learning import models
+from poisongate.learning.training import in_row_chunks
 from poisongate.poisoning_gate import conformal_p, histogram
 from poisongate.schema import plain
 
@@ -54,20 +55,15 @@ def harm(graphdef, trajectory: list[tuple[int, Any]], learning_rate: float, X: n
          X_holdout: np.ndarray, y_holdout: np.ndarray, chunk_rows: int, n_classes: int) -> np.ndarray:
     """Per training row (X scaled as the model reads it), its TracIn harm to the holdout loss: the most it raises
     any one class's holdout loss (a flipped row hurts the class it looks like and helps the one it is labelled,
-    so the sum over classes would cancel). Higher hurts more. Chunked (padded to whole chunks: one compiled
-    shape) so memory stays flat as rows grow."""
+    so the sum over classes would cancel). Higher hurts more. In chunks of `chunk_rows` (the last zero-padded:
+    one compiled shape) so memory stays flat as rows grow."""
     X, y = np.asarray(X, np.float32), np.asarray(y, np.int32)
-    n, chunk = len(X), max(1, min(chunk_rows, len(X)))
-    pad = -n % chunk
-    Xp = np.concatenate([X, np.zeros((pad, X.shape[1]), np.float32)])
-    yp = np.concatenate([y, np.zeros(pad, np.int32)])
-    total = np.zeros((len(Xp), n_classes))
+    total = np.zeros((len(X), n_classes))
     for _, params in trajectory:
         directions = class_holdout_gradients(graphdef, params, X_holdout, y_holdout.astype(np.int32), n_classes)
-        for start in range(0, len(Xp), chunk):
-            dots = gradient_dots(graphdef, params, directions, Xp[start:start + chunk], yp[start:start + chunk])
-            total[start:start + chunk] -= learning_rate * np.asarray(dots, np.float64)
-    return total[:n].max(axis=1)
+        dots = in_row_chunks(partial(gradient_dots, graphdef, params, directions), X, y, rows=max(1, chunk_rows))
+        total -= learning_rate * np.asarray(dots, np.float64)
+    return total.max(axis=1)
 
 
 @dataclass(frozen=True)

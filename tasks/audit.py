@@ -6,6 +6,7 @@ data/audited.parquet (the training set it was trained on)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,27 +17,22 @@ from poisongate.config import Config
 from poisongate.learning import models
 from poisongate.learning.training import train_model
 from poisongate.promotion import evaluate
-from poisongate.schema import row_ids, to_arrays
+from poisongate.schema import to_arrays
 from poisongate.sources import workspace_reference
-from poisongate.tables import read_table, write_table
+from poisongate.tables import read_rows, read_table, write_rows, write_table
 from poisongate.training_set import RUN, TONIGHT, trusted_runs
 from poisongate.workspace import Workspace, atomic_path
 
 
-def tonight_as_received(ws: Workspace, clean: pd.DataFrame, tonight: np.ndarray) -> pd.DataFrame:
-    """Tonight's training rows as the batch brought them (every column): the incoming rows the filter accepted,
-    in order; the training rows themselves where there is no such batch (a retrain on the workspace's data)."""
+def received_rows(ws: Workspace, tonight: np.ndarray) -> tuple[Path, np.ndarray]:
+    """Where tonight's training rows are as the batch brought them (every column): the incoming batch and the
+    positions of the rows the filter accepted; or, where there is no such batch (a retrain on the workspace's
+    data), the training set and tonight's positions in it."""
     if ws.incoming.exists() and ws.scores.exists():
-        accepted = read_table(ws.incoming).loc[~pd.read_parquet(ws.scores, columns=["quarantined"])["quarantined"]
-                                                .to_numpy()]
+        accepted = np.flatnonzero(~pd.read_parquet(ws.scores, columns=["quarantined"])["quarantined"].to_numpy())
         if len(accepted) == int(tonight.sum()):
-            return accepted
-    return clean.loc[tonight]
-
-
-def ids_of(rows: pd.DataFrame, schema) -> np.ndarray:
-    """Their ids, or their row positions in the batch where the data has no id column."""
-    return row_ids(rows, schema) if schema.id else rows.index.to_numpy()
+            return ws.incoming, accepted
+    return ws.clean, np.flatnonzero(tonight)
 
 
 def keep_candidate(ws: Workspace, none_flagged: pd.DataFrame) -> None:
@@ -53,13 +49,13 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     _, schema = workspace_reference(ws, config.data)
     clean = read_table(ws.clean)
     tonight = (clean[RUN] == TONIGHT).to_numpy()
-    received = tonight_as_received(ws, clean, tonight)
-    none_flagged = received.iloc[:0].assign(quarantine_reason=pd.Series(dtype="string"))
+    source, received = received_rows(ws, tonight)
+    none_flagged = read_rows(source, received[:0]).assign(quarantine_reason=pd.Series(dtype="string"))
     if not cfg.enabled:
         keep_candidate(ws, none_flagged)
         return {"passed": None, "enabled": False, "flagged": 0}
-    ids = ids_of(received, schema)
-    del received  # the influence reads arrays only; the frames are read again where rows are flagged
+    # Tonight's ids only; its rows as received are read where they are flagged (1M rows: 0.3 GB each, issue 19).
+    ids = read_rows(source, received, [schema.id])[schema.id].to_numpy() if schema.id else received
     trusted = clean[RUN].isin(sorted(trusted_runs(ws))).to_numpy()
     X, y = to_arrays(clean, schema)
     del clean
@@ -79,17 +75,15 @@ def run(ws: Workspace, config: Config) -> dict[str, Any]:
     drop = np.zeros(len(X), bool)
     drop[np.flatnonzero(tonight)[judgement.flagged]] = True
     X_kept, y_kept = X[~drop], y[~drop]
-    del X  # the retrain holds only the rows it keeps; the frames are read after it (1M rows: issue 19)
+    del X  # the retrain holds only the rows it keeps (1M rows: issue 19)
     spec_kept = models.model_spec(recipe, X_kept, schema.classes)
     X_kept = models.scale(X_kept, spec_kept)
     t = train_model(X_kept, y_kept, spec_kept, recipe, checkpoint_every=recipe.checkpoint_every)
     models.save(ws.audited_model, recipe.epochs, t.params, t.opt_state, spec_kept, t.trajectory)
     out["retrained"] = {"rows": len(X_kept), **evaluate(t.graphdef, t.params, spec_kept, X_hold, y_hold)}
     del X_kept, t
-    clean = read_table(ws.clean)
-    write_table(clean.loc[~drop].reset_index(drop=True), ws.audited)
-    flagged = tonight_as_received(ws, clean, tonight).loc[judgement.flagged].copy()
-    del clean
+    write_rows(ws.clean, ws.audited, ~drop)
+    flagged = read_rows(source, received[judgement.flagged])
     flagged["quarantine_reason"] = [
         f"audit: harmful influence {h:.3g} >= {judgement.threshold:.3g} on the golden holdout loss "
         f"(p {p:.2g} <= audit.false_alarm_rate {cfg.false_alarm_rate:g})"

@@ -108,3 +108,21 @@ def test_parquet_is_written_in_slices_and_reads_back_whole(tmp_path, monkeypatch
 
     tables.write_table(frame, tmp_path / "t.parquet")
     assert pq.ParquetFile(tmp_path / "t.parquet").metadata.num_row_groups == 3
+
+
+def test_rows_of_a_parquet_file_are_read_and_copied_slice_by_slice_as_a_whole_frame_would_give(tmp_path, monkeypatch):
+    from poisongate import tables
+
+    monkeypatch.setattr(tables, "WRITE_ROWS", 4)  # 10 rows in three slices: positions fall in each of them
+    frame = pd.DataFrame({"id": np.arange(10) * 7, "x": np.linspace(0, 1, 10, dtype=np.float32),
+                          "run": pd.array([f"run {i % 3}" for i in range(10)], dtype="string")})
+    tables.write_table(frame, tmp_path / "t.parquet")
+    rows = np.array([0, 3, 4, 9])
+    pd.testing.assert_frame_equal(tables.read_rows(tmp_path / "t.parquet", rows),
+                                  frame.iloc[rows].reset_index(drop=True))
+    pd.testing.assert_frame_equal(tables.read_rows(tmp_path / "t.parquet", rows, ["id"]),
+                                  frame.iloc[rows][["id"]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(tables.read_rows(tmp_path / "t.parquet", rows[:0]), frame.iloc[:0])
+    keep = np.isin(np.arange(10), rows, invert=True)
+    tables.write_rows(tmp_path / "t.parquet", tmp_path / "kept.parquet", keep)
+    pd.testing.assert_frame_equal(read_table(tmp_path / "kept.parquet"), frame.loc[keep].reset_index(drop=True))

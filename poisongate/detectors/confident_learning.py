@@ -43,13 +43,12 @@ class ConfidentLearning(Detector):
         from poisongate.learning import models
         from poisongate.learning.crossval import out_of_fold
 
-        X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])
+        X_all = models.stack_for_device(self.X_ref, np.asarray(X, np.float32))
         y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
         folds = self.options.folds
         recipe = self.options.recipe(len(X_all) * (folds - 1) // folds)
         spec = models.model_spec(recipe, X_all, classes_of(y_all, self.y_ref))
-        Xs = models.scale(X_all, spec)
-        del X_all  # 1M rows: 0.26 GB
+        Xs = models.scale(X_all, spec, out=X_all)  # in place: 1M rows, 0.26 GB
         return out_of_fold(Xs, y_all, spec, recipe, folds)[1]
 
     def score(self, X, y):

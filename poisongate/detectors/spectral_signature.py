@@ -29,12 +29,11 @@ class SpectralSignature(Detector):
         from poisongate.learning import models
         from poisongate.learning.training import embed, fit
 
-        X_all = np.concatenate([self.X_ref, np.asarray(X, np.float32)])
+        X_all = models.stack_for_device(self.X_ref, np.asarray(X, np.float32))
         y_all = np.concatenate([self.y_ref, np.asarray(y, np.int32)])
         recipe = self.options.recipe(len(X_all))
         spec = models.model_spec(recipe, X_all, classes_of(y_all))
-        Xs = models.scale(X_all, spec)
-        del X_all  # 1M rows: 0.26 GB
+        Xs = models.scale(X_all, spec, out=X_all)  # in place: 1M rows, 0.26 GB
         graphdef, params, *_ = fit(Xs, y_all, spec, recipe)
         H = embed(graphdef, params, Xs)  # float32; each class is centred in float64 below
         trusted = np.arange(len(y_all)) < len(self.X_ref)
@@ -44,7 +43,9 @@ class SpectralSignature(Detector):
 
 
 def class_signature_scores(H: np.ndarray, y: np.ndarray, trusted: np.ndarray) -> np.ndarray:
-    """Per class (a loop over classes, not rows): squared projection on the top right singular vector."""
+    """Per class (a loop over classes, not rows): squared projection on the top right singular vector, taken as
+    the top eigenvector of the centred rows' [width, width] Gram matrix (an SVD of the [rows, width] matrix
+    itself took 3.1 s for 1M rows)."""
     scores = np.zeros(len(H), np.float32)
     for c in np.unique(y):
         rows = np.flatnonzero(y == c)
@@ -52,7 +53,7 @@ def class_signature_scores(H: np.ndarray, y: np.ndarray, trusted: np.ndarray) ->
             continue
         centred = H[rows].astype(np.float64)
         centred -= centred.mean(axis=0)
-        top = np.linalg.svd(centred, full_matrices=False)[2][0]
+        top = np.linalg.eigh(centred.T @ centred)[1][:, -1]  # eigenvalues ascending
         proj = (centred @ top) ** 2
         norm = proj[trusted[rows]] if trusted[rows].any() else proj  # no trusted rows: the class itself
         scores[rows] = proj / max(float(np.median(norm)), 1e-12)
