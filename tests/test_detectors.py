@@ -248,3 +248,21 @@ def test_near_copies_are_found_in_a_large_batch():
     scores = detectors.make("duplicates", {}).fit(trusted, np.zeros(5000, np.int32)).score(batch, np.zeros(n))
     later_of_each_pair = np.maximum(copies, sources[:, None]).ravel()
     assert (scores[later_of_each_pair] >= 1).mean() >= 0.99
+
+
+def test_spectral_scores_from_the_gram_matrix_equal_those_of_an_svd():
+    """The top eigenvector of a class's centred Gram matrix is its top right singular vector: same scores."""
+    from poisongate.detectors.spectral_signature import class_signature_scores
+
+    rng = np.random.default_rng(0)
+    H = np.maximum(rng.standard_normal((3000, 16)) + rng.standard_normal(16), 0).astype(np.float32)
+    H[:120:3, 3] += 3.0  # a planted direction in 40 of class 0's rows
+    y, trusted = np.arange(3000) % 3, np.arange(3000) >= 1000
+    expected = np.zeros(len(H))
+    for c in range(3):
+        rows = np.flatnonzero(y == c)
+        centred = H[rows].astype(np.float64) - H[rows].astype(np.float64).mean(axis=0)
+        proj = (centred @ np.linalg.svd(centred, full_matrices=False)[2][0]) ** 2
+        expected[rows] = proj / np.median(proj[trusted[rows]])
+    scores = class_signature_scores(H, y, trusted)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)

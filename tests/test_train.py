@@ -204,3 +204,35 @@ def test_compiled_programs_are_kept_on_disk_for_the_next_process(tmp_path):
     code = "import poisongate, jax, jax.numpy as jnp; jax.jit(lambda x: x * 2)(jnp.ones(3)).block_until_ready()"
     subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(tmp_path)}, check=True)
     assert list((tmp_path / ".cache" / "poisongate" / "jax").glob("*-cache"))  # importing poisongate turned it on
+
+
+
+def test_scaled_rows_reach_a_cpu_device_without_a_copy_and_keep_their_numbers(digits, config):
+    """models.scale's output is 64-byte aligned, so jax.device_put on CPU uses it in place (a 1M-row training set
+    is not copied again); in place (out=X) or not, the numbers are (X - mean) / std in float32; and the spec's
+    std, taken a few columns at a time, is numpy's own."""
+    X, _ = digits["reference"]
+    spec = models.model_spec(config.train, X, digits["schema"].classes)
+    assert spec["std"] == np.maximum(X.std(axis=0), 1e-6).astype(float).tolist()
+    expected = (X - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)
+    Xs = models.scale(X, spec)
+    np.testing.assert_array_equal(Xs, expected)
+    assert Xs.ctypes.data % models.DEVICE_ALIGNMENT == 0
+    assert jax.default_backend() != "cpu" or jax.device_put(Xs).unsafe_buffer_pointer() == Xs.ctypes.data
+    stacked = models.stack_for_device(X[:100], X[100:])
+    assert models.scale(stacked, spec, out=stacked) is stacked
+    np.testing.assert_array_equal(stacked, expected)
+
+
+def test_inference_in_chunks_writes_the_numbers_of_one_pass(trained, digits):
+    from poisongate.learning.training import held_out_proba, in_row_chunks
+
+    spec, graphdef, weights, *_ = trained
+    Xs = models.scale(digits["holdout"][0], spec)
+    whole = predict_proba(graphdef, weights, Xs)
+    for rows in (64, 100, len(Xs) - 1):  # the last chunk padded, or not
+        np.testing.assert_allclose(in_row_chunks(lambda x: predict_proba(graphdef, weights, x), Xs, rows=rows),
+                                   whole, rtol=1e-5, atol=1e-6)
+    stacked = jax.tree.map(lambda a: np.stack([a, a]), weights)  # two fold models, equal: any fold gives `whole`
+    fold = np.arange(len(Xs)) % 2
+    np.testing.assert_allclose(held_out_proba(graphdef, stacked, Xs, fold), whole, rtol=1e-5, atol=1e-6)
