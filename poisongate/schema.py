@@ -29,6 +29,11 @@ class Schema:
     def columns(self) -> list[str]:
         return ([self.id] if self.id else []) + [self.label, *self.features]
 
+    @property
+    def model_columns(self) -> list[str]:
+        """What `to_arrays` reads: a stage that only trains or predicts reads no other column."""
+        return [*self.features, self.label]
+
 
 def schema_from_reference(reference: pd.DataFrame, data: DataConfig, path: str | Path) -> Schema:
     label, id_col = data.label_column, data.id_column

@@ -187,15 +187,16 @@ def unreadable(path: Path, kind: str, e: Exception) -> PoisongateError:
     return PoisongateError(f"{path}: cannot be read as {kind} ({detail[:200]}); re-export the file")
 
 
-def read_table(path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
+def read_table(path: str | Path, limits: Limits = Limits(), columns: list[str] | None = None) -> pd.DataFrame:
     """Read a CSV, Parquet or .npz file (one of the workspace's own: links followed, as DVC may link its cache);
     every failure becomes one line naming the file and the fix. Parquet without limits is converted column by
     column, each Arrow column freed once converted: a 1M-row training set peaked at 1.44 GB read as bytes, then
     batches, then a frame, and at 1.0 GB so (issue 19). Not pre-buffered: Arrow's read-ahead of every column chunk
-    (for object stores) held another 0.4 GB of a 1M-row file, and local reads gain nothing from it."""
+    (for object stores) held another 0.4 GB of a 1M-row file, and local reads gain nothing from it. `columns`:
+    only those (a Parquet file's others are not decoded)."""
     if limits == Limits() and Path(path).suffix.lower() in (".parquet", ".pq"):
         try:
-            table = pq.read_table(path, pre_buffer=False)
+            table = pq.read_table(path, columns=columns, pre_buffer=False)
         except FileNotFoundError:
             raise PoisongateError(f"{path}: no such file; check data paths in params.yaml") from None
         except UNREADABLE as e:
@@ -204,7 +205,8 @@ def read_table(path: str | Path, limits: Limits = Limits()) -> pd.DataFrame:
         del table
         release_arrow_memory()
         return frame
-    return parse_table(read_bytes(path, limits.max_bytes), path, limits)
+    frame = parse_table(read_bytes(path, limits.max_bytes), path, limits)
+    return frame if columns is None else frame[columns]
 
 
 WRITE_ROWS = 131_072  # rows converted to Arrow at a time when writing Parquet

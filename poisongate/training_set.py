@@ -46,10 +46,8 @@ def load(ws: Workspace, reference: pd.DataFrame, schema: Schema) -> pd.DataFrame
 
 
 def stamp(training: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    """Tonight's rows get the run's id."""
-    out = training.copy()
-    out[RUN] = out[RUN].mask(out[RUN] == TONIGHT, run_id)
-    return out
+    """Tonight's rows get the run's id (a new frame; the other columns are shared, not copied: 1M rows, 0.3 GB)."""
+    return training.assign(**{RUN: training[RUN].mask(training[RUN] == TONIGHT, run_id)})
 
 
 def first_runs(training: pd.DataFrame, ids: np.ndarray, schema: Schema, holdout: pd.DataFrame) -> np.ndarray:

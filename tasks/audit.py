@@ -47,7 +47,7 @@ def keep_candidate(ws: Workspace, none_flagged: pd.DataFrame) -> None:
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     cfg, recipe = config.audit, config.train
     _, schema = workspace_reference(ws, config.data)
-    clean = read_table(ws.clean)
+    clean = read_table(ws.clean, columns=[*schema.model_columns, RUN])
     tonight = (clean[RUN] == TONIGHT).to_numpy()
     source, received = received_rows(ws, tonight)
     none_flagged = read_rows(source, received[:0]).assign(quarantine_reason=pd.Series(dtype="string"))

@@ -14,5 +14,5 @@ from poisongate.workspace import Workspace
 
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     _, schema = workspace_reference(ws, config.data)
-    X, y = to_arrays(read_table(ws.audited), schema)
+    X, y = to_arrays(read_table(ws.audited, columns=schema.model_columns), schema)
     return cross_validation_summary(X, y, schema.classes, config.train, config.crossval.folds)

@@ -46,7 +46,7 @@ def proba(model: tuple, X) -> np.ndarray:
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     reference, schema = workspace_reference(ws, config.data)
     X, y = to_arrays(read_table(ws.holdout), schema)
-    training_rows = read_table(ws.audited)
+    training_rows = read_table(ws.audited, columns=[*schema.model_columns, RUN])
     X_acc, y_acc = to_arrays(training_rows.loc[training_rows[RUN] == TONIGHT], schema)
     candidate = models.load(ws.audited_model)
     champion_path = champion_checkpoint(ws)

@@ -59,7 +59,7 @@ def write_curves(ws: Workspace, t: Trained) -> None:
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     cfg = config.train
     _, schema = workspace_reference(ws, config.data)
-    X, y = to_arrays(read_table(ws.clean), schema)
+    X, y = to_arrays(read_table(ws.clean, columns=schema.model_columns), schema)
     spec = models.model_spec(cfg, X, schema.classes)
     Xs = models.scale(X, spec)
     del X  # training reads the scaled rows only (1M rows: 0.26 GB)
