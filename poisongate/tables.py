@@ -242,18 +242,23 @@ def read_rows(path: Path, rows: np.ndarray, columns: list[str] | None = None) ->
     return pa.concat_tables(parts).to_pandas()
 
 
-def write_rows(source: Path, path: Path, keep: np.ndarray) -> None:
-    """The rows of Parquet `source` where `keep` is true, written to `path` one row group at a time (schema and
-    pandas metadata as they are): no frame of the whole file is made."""
+def rewrite(source: Path, path: Path, change) -> None:
+    """Parquet `source` written to `path` one row group at a time, each as `change(rows, start)` makes it (an
+    Arrow table of the same schema; `start`: its first row's position): no frame of the whole file is made."""
     parquet = pq.ParquetFile(source)
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, parquet.schema_arrow) as writer:
         start = 0
         for group in range(parquet.num_row_groups):
             part = parquet.read_row_group(group)
-            writer.write_table(part.filter(pa.array(keep[start:start + part.num_rows])))
+            writer.write_table(change(part, start))
             start += part.num_rows
             del part
             release_arrow_memory()
+
+
+def write_rows(source: Path, path: Path, keep: np.ndarray) -> None:
+    """The rows of Parquet `source` where `keep` is true, written to `path` (schema and pandas metadata kept)."""
+    rewrite(source, path, lambda part, start: part.filter(pa.array(keep[start:start + part.num_rows])))
 
 
 def release_arrow_memory() -> None:

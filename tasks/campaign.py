@@ -44,7 +44,7 @@ def suggestion(runs: list[str], involved: list[str]) -> str:
 
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     reference, schema = gate_reference(ws, config.data)
-    clean = read_table(ws.clean)
+    clean = read_table(ws.clean, columns=[*schema.model_columns, training_set.RUN])
     mask = training_set.untrusted(clean, training_set.trusted_runs(ws))
     runs = training_set.nights(clean, mask)
     X, y = to_arrays(clean.loc[mask], schema)

@@ -126,3 +126,16 @@ def test_rows_of_a_parquet_file_are_read_and_copied_slice_by_slice_as_a_whole_fr
     keep = np.isin(np.arange(10), rows, invert=True)
     tables.write_rows(tmp_path / "t.parquet", tmp_path / "kept.parquet", keep)
     pd.testing.assert_frame_equal(read_table(tmp_path / "kept.parquet"), frame.loc[keep].reset_index(drop=True))
+
+
+def test_tonight_rows_are_stamped_with_the_run_id_row_group_by_row_group(tmp_path, monkeypatch):
+    from poisongate import tables, training_set
+
+    monkeypatch.setattr(tables, "WRITE_ROWS", 3)  # 7 rows: tonight's rows span two row groups
+    runs = ["reference", "reference", "r1", "", "", "", ""]
+    frame = pd.DataFrame({"x": np.arange(7, dtype=np.float32),
+                          training_set.RUN: pd.array(runs, dtype="string")})
+    tables.write_table(frame, tmp_path / "clean.parquet")
+    training_set.stamp(tmp_path / "clean.parquet", tmp_path / "training.parquet", "r2")
+    expected = frame.assign(**{training_set.RUN: pd.array([r or "r2" for r in runs], dtype="string")})
+    pd.testing.assert_frame_equal(read_table(tmp_path / "training.parquet"), expected)

@@ -114,7 +114,7 @@ def finish(ws: Workspace, run_id: str, summaries: dict[str, Any], config: Config
     versioning.record(ws, [name for name, s in summaries.items() if s.get("passed") is not False], stores)
     pictures = plots.write(ws, summaries, config)
     if passed and "promote" in summaries:
-        write_table(training_set.stamp(read_table(ws.audited), run_id), ws.training)
+        training_set.stamp(ws.audited, ws.training, run_id)
     versioning.track_training_set(ws)
     full = run_report.build(run_id, summaries, text, versioning.hashes(ws), git_parent, simulated_catch(ws, summaries))
     full["run_options"] = options
