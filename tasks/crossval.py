@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from poisongate.config import Config
-from poisongate.learning.crossval import cross_validation_summary
+from poisongate.learning import models
+from poisongate.learning.crossval import out_of_fold, summary
 from poisongate.schema import to_arrays
 from poisongate.sources import workspace_reference
 from poisongate.tables import read_table
@@ -15,4 +16,7 @@ from poisongate.workspace import Workspace
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     _, schema = workspace_reference(ws, config.data)
     X, y = to_arrays(read_table(ws.audited, columns=schema.model_columns), schema)
-    return cross_validation_summary(X, y, schema.classes, config.train, config.crossval.folds)
+    spec = models.model_spec(config.train, X, schema.classes)
+    Xs = models.scale(X, spec)
+    del X  # the folds train on the scaled rows only (1M rows: 0.26 GB less, the night's peak)
+    return summary(out_of_fold(Xs, y, spec, config.train, config.crossval.folds)[0], len(Xs))

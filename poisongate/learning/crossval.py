@@ -41,8 +41,3 @@ def summary(fold_accuracy: list[float], rows: int) -> dict[str, Any]:
         "mean_accuracy": float(np.mean(fold_accuracy)),
         "spread": float(np.max(fold_accuracy) - np.min(fold_accuracy)),
     }
-
-
-def cross_validation_summary(X: np.ndarray, y: np.ndarray, classes: tuple, recipe: Recipe, k: int) -> dict[str, Any]:
-    spec = models.model_spec(recipe, X, classes)
-    return summary(cross_validate(X, y, spec, recipe, k)[0], len(X))
