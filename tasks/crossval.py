@@ -7,16 +7,11 @@ from typing import Any
 from poisongate.config import Config
 from poisongate.learning import models
 from poisongate.learning.crossval import out_of_fold, summary
-from poisongate.schema import to_arrays
 from poisongate.sources import workspace_reference
-from poisongate.tables import read_table
 from poisongate.workspace import Workspace
 
 
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     _, schema = workspace_reference(ws, config.data)
-    X, y = to_arrays(read_table(ws.audited, columns=schema.model_columns), schema)
-    spec = models.model_spec(config.train, X, schema.classes)
-    Xs = models.scale(X, spec)
-    del X  # the folds train on the scaled rows only (1M rows: 0.26 GB less, the night's peak)
+    Xs, y, spec = models.scaled_rows(ws.audited, schema, config.train)
     return summary(out_of_fold(Xs, y, spec, config.train, config.crossval.folds)[0], len(Xs))

@@ -15,7 +15,8 @@ from flax import nnx
 
 from poisongate.config import Recipe
 from poisongate.errors import REPAIR_REGISTRY, ConfigError, PoisongateError, RegistryDamaged
-from poisongate.schema import image_side
+from poisongate.schema import Schema, image_side, to_arrays
+from poisongate.tables import read_table
 
 
 class MLP(nnx.Module):
@@ -88,12 +89,6 @@ def column_std(X: np.ndarray, block: int = 8) -> np.ndarray:
     return np.concatenate([X[:, j:j + block].std(axis=0) for j in range(0, X.shape[1], block)])
 
 
-def stack_for_device(*parts: np.ndarray) -> np.ndarray:
-    """The parts' rows in one float32 array for `empty_for_device`'s reasons, to be scaled in place."""
-    out = empty_for_device((sum(map(len, parts)), *parts[0].shape[1:]), np.float32)
-    return np.concatenate(parts, out=out)
-
-
 def build(spec: dict[str, Any], seed: int = 0) -> nnx.Module:
     return MODELS[spec["model"]](spec, rngs=nnx.Rngs(seed))
 
@@ -110,6 +105,12 @@ def empty_for_device(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+def stack_for_device(*parts: np.ndarray) -> np.ndarray:
+    """The parts' rows in one float32 array for `empty_for_device`'s reasons, to be scaled in place."""
+    out = empty_for_device((sum(map(len, parts)), *parts[0].shape[1:]), np.float32)
+    return np.concatenate(parts, out=out)
+
+
 def scale(X: np.ndarray, spec: dict[str, Any], out: np.ndarray | None = None) -> np.ndarray:
     """Standardised in float32, into `out` (X itself may be it) or one new array that a CPU device uses in place
     (`empty_for_device`). The caller must not change it while a device array made from it lives."""
@@ -117,6 +118,14 @@ def scale(X: np.ndarray, spec: dict[str, Any], out: np.ndarray | None = None) ->
     np.subtract(X, np.asarray(spec["mean"], np.float32), out=out, dtype=np.float32)
     out /= np.asarray(spec["std"], np.float32)
     return out
+
+
+def scaled_rows(path: Path, schema: Schema, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(X scaled, y, spec) of a workspace's training file for `recipe`: only its feature and label columns are
+    read, and the unscaled rows are freed before the model trains (1M rows: 0.26 GB)."""
+    X, y = to_arrays(read_table(path, columns=schema.model_columns), schema)
+    spec = model_spec(recipe, X, schema.classes)
+    return scale(X, spec), y, spec
 
 
 def save(path: Path, step: int, params: nnx.State, opt_state: Any, meta: dict[str, Any],

@@ -141,7 +141,7 @@ def write(ws: Workspace, summaries: dict[str, Any], config: Config) -> list[Path
     filt = summaries.get("filter")
     if filt:
         reference, schema = workspace_reference(ws, config.data)
-        batch = read_table(ws.incoming, columns=[*schema.model_columns, *([schema.id] if schema.id else [])])
+        batch = read_table(ws.incoming, columns=schema.columns)
         mask = pd.read_parquet(ws.scores, columns=["quarantined"])["quarantined"].to_numpy()  # in the batch's order
         X_ref, X = to_arrays(reference, schema)[0], to_arrays(batch, schema)[0]
         written.append(save(batch_projection(X_ref, X, mask), out / "batch_pca.png"))
