@@ -9,14 +9,13 @@ from typing import Any
 import numpy as np
 
 from poisongate.config import PromoteConfig
-from poisongate.learning import models
-from poisongate.learning.training import predict_proba
+from poisongate.learning.training import model_proba
 
 EPS = 1e-9  # float noise: an equal model is not a drop
 
 
 def evaluate(graphdef, params, spec: dict[str, Any], X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    pred = np.asarray(predict_proba(graphdef, params, models.scale(X, spec))).argmax(axis=1)
+    pred = model_proba(graphdef, params, spec, X).argmax(axis=1)
     n = len(spec["classes"])
     confusion = np.zeros((n, n), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)

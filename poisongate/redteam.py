@@ -60,8 +60,7 @@ class Model:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = widen(X, self.spec["n_features"])
-        return np.asarray(training.predict_proba(self.graphdef, self.weights,
-                                                 models.scale(X, self.spec))).argmax(axis=1)
+        return training.model_proba(self.graphdef, self.weights, self.spec, X).argmax(axis=1)
 
 
 def load_data(ws: Workspace, config: Config) -> MatrixData:

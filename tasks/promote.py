@@ -13,13 +13,13 @@ import numpy as np
 from poisongate.config import Config
 from poisongate.integrity import file_md5
 from poisongate.learning import models
-from poisongate.learning.training import fit, predict_proba
+from poisongate.learning.training import fit, model_proba
 from poisongate.output_monitor import compare, pull_checks
 from poisongate.promotion import decide, evaluate
 from poisongate.schema import to_arrays
 from poisongate.sources import workspace_reference
 from poisongate.store.registry import champion_checkpoint
-from poisongate.tables import read_table
+from poisongate.tables import read_rows, read_table
 from poisongate.training_set import RUN, TONIGHT
 from poisongate.workspace import Workspace, atomic_write_text
 
@@ -40,14 +40,14 @@ def baseline(ws: Workspace, config: Config, reference, schema) -> tuple:
 
 def proba(model: tuple, X) -> np.ndarray:
     graphdef, params, spec = model
-    return np.asarray(predict_proba(graphdef, params, models.scale(X, spec)), np.float64)
+    return np.asarray(model_proba(graphdef, params, spec, X), np.float64)
 
 
 def run(ws: Workspace, config: Config) -> dict[str, Any]:
     reference, schema = workspace_reference(ws, config.data)
     X, y = to_arrays(read_table(ws.holdout), schema)
-    training_rows = read_table(ws.audited, columns=[*schema.model_columns, RUN])
-    X_acc, y_acc = to_arrays(training_rows.loc[training_rows[RUN] == TONIGHT], schema)
+    tonight = np.flatnonzero(read_table(ws.audited, columns=[RUN])[RUN].to_numpy() == TONIGHT)
+    X_acc, y_acc = to_arrays(read_rows(ws.audited, tonight, schema.model_columns), schema)
     candidate = models.load(ws.audited_model)
     champion_path = champion_checkpoint(ws)
     champion = models.load(champion_path) if champion_path else None

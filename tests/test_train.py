@@ -236,3 +236,13 @@ def test_inference_in_chunks_writes_the_numbers_of_one_pass(trained, digits):
     stacked = jax.tree.map(lambda a: np.stack([a, a]), weights)  # two fold models, equal: any fold gives `whole`
     fold = np.arange(len(Xs)) % 2
     np.testing.assert_allclose(held_out_proba(graphdef, stacked, Xs, fold), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_a_saved_model_scales_rows_a_chunk_at_a_time_to_the_numbers_of_the_whole(trained, digits):
+    from poisongate.learning import training
+
+    spec, graphdef, weights, *_ = trained
+    X = digits["holdout"][0]
+    whole = predict_proba(graphdef, weights, models.scale(X, spec))
+    chunked = training.model_proba(graphdef, weights, spec, X, rows=100)  # several chunks, the last one padded
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)

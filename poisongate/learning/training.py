@@ -244,6 +244,12 @@ def predict_proba(graphdef, params, X) -> np.ndarray:
     return in_row_chunks(partial(_proba, graphdef, params), X)
 
 
+def model_proba(graphdef, params, spec: dict[str, Any], X: np.ndarray, rows: int = INFERENCE_ROWS) -> np.ndarray:
+    """Probabilities of a saved model on unscaled rows, scaled a chunk at a time: the promotion gate scaled 1M
+    accepted rows whole per model compared, 0.26 GB each (issue 19)."""
+    return in_row_chunks(lambda chunk: _proba(graphdef, params, models.scale(chunk, spec)), X, rows=rows)
+
+
 def held_out_proba(graphdef, params, X, fold: np.ndarray) -> np.ndarray:
     """[rows, classes]: each row's probabilities from the model of its fold (fold models' parameters stacked on a
     leading axis); the [folds, rows, classes] of every model on every row is never held (1M rows: 0.2 GB). Every
