@@ -120,9 +120,11 @@ def image_side(n_features: int) -> int | None:
 
 def to_arrays(frame: pd.DataFrame, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
     """Features as float32 and labels as class indices (-1 where the label is not a known class)."""
-    X = frame.loc[:, list(schema.features)].to_numpy(dtype=np.float32)
-    y = pd.Index(schema.classes).get_indexer(frame[schema.label]).astype(np.int32)
-    return X, y
+    return frame.loc[:, list(schema.features)].to_numpy(dtype=np.float32), class_indices(frame[schema.label], schema)
+
+
+def class_indices(labels: pd.Series, schema: Schema) -> np.ndarray:
+    return pd.Index(schema.classes).get_indexer(labels).astype(np.int32)
 
 
 def row_ids(frame: pd.DataFrame, schema: Schema) -> np.ndarray:

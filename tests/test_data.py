@@ -128,6 +128,19 @@ def test_rows_of_a_parquet_file_are_read_and_copied_slice_by_slice_as_a_whole_fr
     pd.testing.assert_frame_equal(read_table(tmp_path / "kept.parquet"), frame.loc[keep].reset_index(drop=True))
 
 
+def test_feature_columns_are_read_column_by_column_into_the_float32_matrix_a_frame_gives(tmp_path, monkeypatch):
+    from poisongate import tables
+    from poisongate.learning.models import empty_for_device
+
+    monkeypatch.setattr(tables, "WRITE_ROWS", 4)  # 10 rows in three row groups
+    frame = pd.DataFrame({"a": np.arange(10), "b": np.linspace(-1, 1, 10), "c": np.float32(np.arange(10) / 3),
+                          "label": list("xyxyxyxyxy")})
+    tables.write_table(frame, tmp_path / "t.parquet")
+    X = tables.read_matrix(tmp_path / "t.parquet", ["c", "a", "b"], empty_for_device)
+    assert X.dtype == np.float32 and X.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(X, frame[["c", "a", "b"]].to_numpy(np.float32))
+
+
 def test_tonight_rows_are_stamped_with_the_run_id_row_group_by_row_group(tmp_path, monkeypatch):
     from poisongate import tables, training_set
 

@@ -56,10 +56,10 @@ def test_knn_label_finds_the_exact_nearest_neighbours(trusted_rows):
     assert np.allclose(det.score(batch, labels), (y[nearest] != labels[:, None]).mean(axis=1))
 
 
-def test_batch_column_moments_match_float64_over_padded_chunks(monkeypatch):
+def test_batch_column_moments_match_float64_over_chunks(monkeypatch):
     from poisongate.detectors import batch_shift
 
-    monkeypatch.setattr(batch_shift, "MOMENT_ROWS", 64)  # 1,000 rows: 16 chunks, the last one padded
+    monkeypatch.setattr(batch_shift, "MOMENT_ROWS", 64)  # 1,000 rows: 16 chunks, the last one short
     X = (np.random.default_rng(0).normal(size=(1000, 5)) * [1, 10, 0.1, 3, 1] + [0, 50, -2, 7, 1e3]).astype(np.float32)
     mean, var = batch_shift.column_moments(X, X[:100].mean(axis=0))
     exact = X.astype(np.float64)

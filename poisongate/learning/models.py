@@ -15,8 +15,8 @@ from flax import nnx
 
 from poisongate.config import Recipe
 from poisongate.errors import REPAIR_REGISTRY, ConfigError, PoisongateError, RegistryDamaged
-from poisongate.schema import Schema, image_side, to_arrays
-from poisongate.tables import read_table
+from poisongate.schema import Schema, class_indices, image_side
+from poisongate.tables import read_matrix, read_table
 
 
 class MLP(nnx.Module):
@@ -122,10 +122,11 @@ def scale(X: np.ndarray, spec: dict[str, Any], out: np.ndarray | None = None) ->
 
 def scaled_rows(path: Path, schema: Schema, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(X scaled, y, spec) of a workspace's training file for `recipe`: only its feature and label columns are
-    read, and the unscaled rows are freed before the model trains (1M rows: 0.26 GB)."""
-    X, y = to_arrays(read_table(path, columns=schema.model_columns), schema)
+    read, the features straight into one device-ready array, scaled in place (1M rows: 0.26 GB in all)."""
+    X = read_matrix(path, list(schema.features), empty_for_device)
+    y = class_indices(read_table(path, columns=[schema.label])[schema.label], schema)
     spec = model_spec(recipe, X, schema.classes)
-    return scale(X, spec), y, spec
+    return scale(X, spec, out=X), y, spec
 
 
 def save(path: Path, step: int, params: nnx.State, opt_state: Any, meta: dict[str, Any],
