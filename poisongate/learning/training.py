@@ -221,22 +221,28 @@ def _embed(graphdef, params, X):
     return nnx.merge(graphdef, params).embed(X)
 
 
-def in_row_chunks(forward, X: np.ndarray, *per_row: np.ndarray, rows: int = INFERENCE_ROWS) -> np.ndarray:
-    """forward(X, *per_row) on at most `rows` rows at a time, written into one output array (joining the parts
-    held the output twice: 0.26 GB more for 1M rows' embeddings); beyond one chunk the last is zero-padded (only
-    it is copied), so at most two shapes are ever compiled."""
+def forward_in_parts(forward, X: np.ndarray, *per_row: np.ndarray, rows: int = INFERENCE_ROWS):
+    """(first row, forward(X, *per_row) of at most `rows` rows from there), part after part; beyond one part the
+    last is zero-padded (only it is copied), so at most two shapes are ever compiled."""
     if len(X) <= rows:
-        return np.asarray(forward(X, *per_row))
-    out = None
+        yield 0, np.asarray(forward(X, *per_row))
+        return
     for start in range(0, len(X), rows):
         chunks = [a[start:start + rows] for a in (X, *per_row)]
         n = len(chunks[0])
         if n < rows:
             chunks = [np.concatenate([c, np.zeros((rows - n, *c.shape[1:]), c.dtype)]) for c in chunks]
-        part = np.asarray(forward(*chunks))
+        yield start, np.asarray(forward(*chunks))[:n]
+
+
+def in_row_chunks(forward, X: np.ndarray, *per_row: np.ndarray, rows: int = INFERENCE_ROWS) -> np.ndarray:
+    """forward(X, *per_row) in parts (`forward_in_parts`) written into one output array (joining the parts held
+    the output twice: 0.26 GB more for 1M rows' embeddings)."""
+    out = None
+    for start, part in forward_in_parts(forward, X, *per_row, rows=rows):
         if out is None:
             out = np.empty((len(X), *part.shape[1:]), part.dtype)
-        out[start:start + n] = part[:n]
+        out[start:start + len(part)] = part
     return out
 
 
@@ -259,8 +265,8 @@ def held_out_proba(graphdef, params, X, fold: np.ndarray) -> np.ndarray:
                          rows=max(1, INFERENCE_ROWS // folds))
 
 
-def embed(graphdef, params, X) -> np.ndarray:
-    return in_row_chunks(partial(_embed, graphdef, params), X)
+def embed_in_parts(graphdef, params, X):
+    return forward_in_parts(partial(_embed, graphdef, params), X)
 
 
 def rows_to_train(W: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
