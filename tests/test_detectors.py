@@ -267,3 +267,15 @@ def test_spectral_scores_from_the_gram_matrix_equal_those_of_an_svd():
     scores = class_signature_scores(lambda: ((start, H[start : start + 700]) for start in range(0, 3000, 700)), y,
                                     trusted)  # in parts, as the detector embeds them
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spread", [10, 1 << 12])  # packed in 32 bits, or past them: the cells' dense rank
+def test_grid_cell_keys_order_cells_as_their_coordinates_do(spread):
+    from poisongate.detectors.duplicates import _cell_keys
+
+    coarse = np.random.default_rng(0).integers(-spread, spread, size=(4, 500))  # [dims, rows]
+    keys = _cell_keys(coarse)
+    lexicographic = np.lexsort(coarse[::-1])  # first coordinate most significant
+    assert np.all(np.diff(keys[lexicographic]) >= 0)
+    same = np.all(coarse[:, :, None] == coarse[:, None, :], axis=0)
+    assert np.array_equal(keys[:, None] == keys[None, :], same)

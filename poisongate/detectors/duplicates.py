@@ -93,9 +93,10 @@ class NearDuplicates(Detector):
     def score(self, X, y):
         m = len(self.ref)
         S = np.concatenate([self.ref_sketch, self._sketch(X)])
+        lead = np.ascontiguousarray(S[:, :PREFILTER_DIMS].T)  # once for every grid: gathered by rows below
         within = 4 * self.radius**2  # on sketch distances: slack
         candidates = self._on_grids(S, 8 * self.radius,
-                                    lambda order: _window_pairs_in_order(S[order], order, self.options.window, within))
+                                    lambda order: _window_pairs_in_order(S, lead, order, self.options.window, within))
         none = np.zeros(0, np.int64)  # an empty batch has no pairs
         i = np.concatenate([none] + [i for i, _, _ in candidates])
         j = np.concatenate([none] + [j for _, j, _ in candidates])
@@ -127,8 +128,8 @@ def on_grids(S: np.ndarray, fn, window: int, grids: int, dims: int, cell: float,
 
     def one_grid(draw):
         directions, shift = draw
-        proj = S @ (directions / np.linalg.norm(directions, axis=0))
-        return fn(_grid_order(np.floor(proj[:, :dims] / side + shift).astype(np.int64), proj[:, dims]))
+        proj = (directions / np.linalg.norm(directions, axis=0)).T @ S.T  # [dims + 1, rows]: rows contiguous
+        return fn(_grid_order(np.floor(proj[:dims] / side + shift[:, None]).astype(np.int64), proj[dims]))
 
     with ThreadPoolExecutor(max_workers=min(grids, os.cpu_count() or 1)) as pool:
         return list(pool.map(one_grid, draws))
@@ -146,17 +147,19 @@ def _nearest_in_order(sorted_rows: np.ndarray, order: np.ndarray, window: int) -
     return out
 
 
-def _window_pairs_in_order(sorted_rows: np.ndarray, order: np.ndarray, window: int, within: float):
-    """(i, j, d2) of each row and its `window` predecessors in `order` within `within`. The predecessors are compared on
-    PREFILTER_DIMS coordinates first (a lower bound of the distance), in slices of rows that stay in cache; only
-    the few pairs that pass are compared on all coordinates."""
-    n, d = sorted_rows.shape
+def _window_pairs_in_order(S: np.ndarray, lead: np.ndarray, order: np.ndarray, window: int, within: float):
+    """(i, j, d2) of each row of S and its `window` predecessors in `order` within `within`. The predecessors are
+    compared on the PREFILTER_DIMS coordinates of `lead` ([PREFILTER_DIMS, rows]: S's first columns, transposed)
+    first (a lower bound of the distance), in slices of rows that stay in cache; only the few pairs that pass are
+    compared on all coordinates. Only `lead` is put in order, a contiguous gather per coordinate: S[order] whole
+    took 0.11 s of a grid's 0.4 s at 1M rows."""
+    n, d = S.shape
     bound = d * within * (1 + 1e-4)  # a partial sum of squares never exceeds the whole (slack: float rounding)
-    lead = np.ascontiguousarray(sorted_rows[:, :PREFILTER_DIMS].T)
+    lead = np.take(lead, order, axis=1)
     later, earlier, d2 = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     for start in range(0, n, base.CHUNK_ROWS * 16):  # rows start..stop, each with its predecessors (also before)
         rows, offset = _close_predecessors(lead, start, min(start + base.CHUNK_ROWS * 16, n), window, bound)
-        dist = np.mean((sorted_rows[rows] - sorted_rows[rows - offset]) ** 2, axis=1)
+        dist = np.mean((S[order[rows]] - S[order[rows - offset]]) ** 2, axis=1)
         keep = dist <= within  # nan never passes
         later.append(rows[keep])
         earlier.append((rows - offset)[keep])
@@ -172,7 +175,7 @@ def _cell_side(S: np.ndarray, side: float, dims: int, window: int, rng: np.rando
     n, d = S.shape
     sample = S[rng.permutation(n)[:SAMPLE_ROWS]]
     directions = rng.standard_normal((d, dims)).astype(np.float32)
-    proj = sample @ (directions / np.linalg.norm(directions, axis=0))
+    proj = (directions / np.linalg.norm(directions, axis=0)).T @ sample.T
     for _ in range(MAX_HALVINGS):
         counts = np.unique(_cell_keys(np.floor(proj / side).astype(np.int64)), return_counts=True)[1]
         if np.sum(counts.astype(np.float64) ** 2) / len(sample) * n / len(sample) <= CELL_ROWS_PER_WINDOW * window:
@@ -189,11 +192,8 @@ def _close_predecessors(lead: np.ndarray, start: int, stop: int, window: int, bo
         first = max(start, offset)
         if first >= stop:
             break
-        total = np.zeros(stop - first, np.float32)
-        for row in lead:
-            diff = row[first:stop] - row[first - offset : stop - offset]
-            total += diff * diff
-        found = np.flatnonzero(total <= bound) + first
+        diff = lead[:, first:stop] - lead[:, first - offset : stop - offset]
+        found = np.flatnonzero(np.einsum("ij,ij->j", diff, diff) <= bound) + first
         positions.append(found)
         offsets.append(np.full(len(found), offset))
     none = np.zeros(0, np.int64)
@@ -201,15 +201,19 @@ def _close_predecessors(lead: np.ndarray, start: int, stop: int, window: int, bo
 
 
 def _cell_keys(coarse: np.ndarray) -> np.ndarray:
-    """One int64 per grid cell, below 2^32, in the cells' lexicographic order: the cell coordinates packed in as
-    few bits as they need, or their dense rank where that is more than 32 bits."""
-    shifted = coarse - coarse.min(axis=0)
-    widths = [max(int(v).bit_length(), 1) for v in shifted.max(axis=0)] if len(coarse) else [1]
+    """One int64 per grid cell (coarse: [dims, rows]), below 2^32, in the cells' lexicographic order: the cell
+    coordinates packed in as few bits as they need, or their dense rank where that is more than 32 bits.
+    Coordinates are rows, each contiguous: reductions along a [rows, 4] array's columns were half the time."""
+    if not coarse.shape[1]:
+        return np.zeros(0, np.int64)
+    shifted = coarse - coarse.min(axis=1, keepdims=True)
+    widths = [max(int(v).bit_length(), 1) for v in shifted.max(axis=1)]
     if sum(widths) > 32:
-        return np.unique(shifted, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    keys = np.zeros(len(coarse), np.int64)
+        return np.unique(shifted.T, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    keys = np.zeros(coarse.shape[1], np.int64)
     for axis, width in enumerate(widths):
-        keys = (keys << width) | shifted[:, axis]
+        keys <<= width
+        keys |= shifted[axis]
     return keys
 
 
