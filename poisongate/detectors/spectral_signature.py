@@ -55,9 +55,9 @@ def class_signature_scores(parts, y: np.ndarray, trusted: np.ndarray) -> np.ndar
         if sums is None:
             sums, grams = np.zeros((len(classes), H.shape[1])), np.zeros((len(classes), H.shape[1], H.shape[1]))
         at = label[start : start + len(H)]
-        np.add.at(sums, at, H)
         for c in np.unique(at):
             rows = H[at == c]
+            sums[c] += rows.sum(axis=0)
             grams[c] += rows.T @ rows
     scores = np.zeros(len(y), np.float32)
     if sums is None:
