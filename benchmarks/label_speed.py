@@ -12,7 +12,10 @@ on them, confident_learning's out-of-fold MLP over trusted + batch rows (folds v
 conformal p-values, the label family's combined p-value and Benjamini-Hochberg at filter.fdr. The rows it
 selects are what is scored against the planted flips; `ours_at_fdr` scores the rows Benjamini-Hochberg selects on
 the same combined p-values at stricter false discovery rates (filter.fdr bounds the share of clean rows among the
-selected, so it bounds precision from below, not above: at 0.1 about 0.9 is what it allows).
+selected, so it bounds precision from below, not above: at 0.1 about 0.9 is what it allows). `ours_at_cleanlab_count`
+compares the two rankings at one operating point: our rows of smallest combined p-value, as many as cleanlab
+selected. --confident-learning overrides confident_learning's options (JSON), e.g. '{"hidden": []}': a linear
+label model.
 
 Baseline: what a user would run instead, on the same rows confident_learning sees (trusted + batch):
 `sklearn.model_selection.cross_val_predict(LogisticRegression(), X, y, cv=5, method="predict_proba",
@@ -110,13 +113,21 @@ def quality(selected: np.ndarray, flipped: np.ndarray) -> dict[str, float]:
 FDR_LEVELS = (0.01, 0.02, 0.05)  # besides params.yaml's filter.fdr: BH on the same combined p-values
 
 
-def ours(cfg, X_ref, y_ref, X, y) -> tuple[np.ndarray, dict, dict]:
-    """(selected rows, selected by each detector, selected at each of FDR_LEVELS)."""
+def ours(cfg, X_ref, y_ref, X, y) -> tuple[np.ndarray, dict, dict, np.ndarray]:
+    """(selected rows, selected by each detector, selected at each of FDR_LEVELS, combined p-values)."""
     from poisongate import poisoning_gate as gate
 
     screening = gate.screen(X_ref, y_ref, X, y, cfg)
     at_fdr = {q: gate.benjamini_hochberg(screening.combined, q) for q in FDR_LEVELS}
-    return screening.quarantined, {name: np.asarray(s) for name, s in screening.selected_by.items()}, at_fdr
+    by = {name: np.asarray(s) for name, s in screening.selected_by.items()}
+    return screening.quarantined, by, at_fdr, screening.combined
+
+
+def smallest(p: np.ndarray, count: int) -> np.ndarray:
+    """The `count` rows of smallest p-value (ties in row order)."""
+    selected = np.zeros(len(p), bool)
+    selected[np.argsort(p, kind="stable")[:count]] = True
+    return selected
 
 
 def baseline(X_ref, y_ref, X, y) -> np.ndarray:
@@ -131,13 +142,16 @@ def baseline(X_ref, y_ref, X, y) -> np.ndarray:
     return find_label_issues(y_all, proba, n_jobs=1)[len(X_ref):]
 
 
-def one_size(n: int, repeats: int, separation: float, flip_rate: float, max_seconds: float) -> dict:
+def one_size(n: int, repeats: int, separation: float, flip_rate: float, max_seconds: float,
+             confident_learning: dict) -> dict:
     from poisongate import config
     from poisongate.attacks import simulate
 
     filter_cfg = config.load(ROOT / "params.yaml").filter
-    cfg = filter_cfg.model_copy(update={"detectors": {k: v for k, v in filter_cfg.detectors.items()
-                                                      if k in LABEL_DETECTORS}})
+    detectors = {k: v for k, v in filter_cfg.detectors.items() if k in LABEL_DETECTORS}
+    detectors["confident_learning"] = type(detectors["confident_learning"]).model_validate(
+        {**detectors["confident_learning"].model_dump(), **confident_learning})
+    cfg = filter_cfg.model_copy(update={"detectors": detectors})
     X_ref, y_ref = rows(TRUSTED, 1, separation)
     X, y_clean = rows(n, 2, separation)
     _, y, flipped = simulate(X, y_clean, "label_flip", flip_rate, 3, CLASSES)
@@ -160,12 +174,13 @@ def one_size(n: int, repeats: int, separation: float, flip_rate: float, max_seco
             else:
                 cold[name] = seconds
                 if name == "ours":
-                    selected, by, at_fdr = got
+                    selected, by, at_fdr, combined = got
                     out["ours"] = quality(selected, flipped)
                     out["ours"]["selected_by"] = {k: quality(v, flipped) for k, v in by.items()}
                     out["ours_at_fdr"] = {str(q): quality(v, flipped) for q, v in at_fdr.items()}
                 else:
                     out["cleanlab"] = quality(got, flipped)
+                    out["ours_at_cleanlab_count"] = quality(smallest(combined, int(got.sum())), flipped)
             print(f"rows {n} round {round_} {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
     result = {"rows": n, "flipped": int(flipped.sum())}
     for name in methods:
@@ -191,11 +206,13 @@ def main() -> None:
     parser.add_argument("--flip-rate", type=float, default=0.1)
     parser.add_argument("--max-seconds", type=float, default=300.0,
                         help="a method whose cold round takes longer is not repeated at that size")
+    parser.add_argument("--confident-learning", default="{}", help="JSON: confident_learning options to override")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_speed.json"))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_size(args.child, args.repeats, args.separation, args.flip_rate, args.max_seconds)))
+        print(json.dumps(one_size(args.child, args.repeats, args.separation, args.flip_rate, args.max_seconds,
+                                  json.loads(args.confident_learning))))
         return
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "poisongate"], cwd=ROOT,
@@ -203,7 +220,8 @@ def main() -> None:
     results = []
     for n in args.rows:  # a fresh process per size: its peak RSS is that size's alone
         cmd = [sys.executable, __file__, "--child", str(n), "--repeats", str(args.repeats), "--separation",
-               str(args.separation), "--flip-rate", str(args.flip_rate), "--max-seconds", str(args.max_seconds)]
+               str(args.separation), "--flip-rate", str(args.flip_rate), "--max-seconds", str(args.max_seconds),
+               "--confident-learning", args.confident_learning]
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if done.returncode:
             results.append({"rows": n, "error": f"exit status {done.returncode}"})
@@ -217,7 +235,8 @@ def main() -> None:
                        + shlex.join(sys.argv[1:]),
             "git_head": head.strip(), "uncommitted_at_start": dirty,
             "repeats": args.repeats, "features": FEATURES, "classes": CLASSES, "trusted_rows": TRUSTED,
-            "separation": args.separation, "flip_rate": args.flip_rate}
+            "separation": args.separation, "flip_rate": args.flip_rate,
+            "confident_learning_overrides": json.loads(args.confident_learning)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
 

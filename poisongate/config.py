@@ -167,7 +167,7 @@ class Recipe(Section):
 
     seed: int
     model: Literal["mlp", "cnn"]
-    hidden: Annotated[list[Count], Field(min_length=1)]
+    hidden: Annotated[list[Count], Field(min_length=0)]
     epochs: Count
     batch_size: Count
     learning_rate: Positive

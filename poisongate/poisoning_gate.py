@@ -279,11 +279,11 @@ def screen(X_ref, y_ref, X, y, cfg: FilterConfig, scorer: ChunkScorer = score_in
     row_scores = score_rows({name: d for name, d in fitted.items() if d.row_wise}, X, y, cfg.chunk_rows, scorer)
     # The others need the whole batch (its mean and variance, copies of earlier rows, models trained on it):
     # they score it in this process, never in chunks. Before a detector trains its model, the memory freed so far
-    # goes back to the system (0.1 s; 1M rows: the filter's peak 0.2 GB lower).
+    # goes back to the system (1M rows: the filter's peak 0.2 GB lower).
     scores = {}
     for name, d in fitted.items():
         if d.transductive:
-            release_memory()
+            release_memory(full=False)
         scores[name] = row_scores[name] if name in row_scores else np.asarray(d.score(X, y), np.float64)
     rows = [name for name, d in fitted.items() if not d.batch_level]
     if len(X_ref):

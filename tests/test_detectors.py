@@ -1,6 +1,8 @@
+import jax
 import numpy as np
 import pytest
 from conftest import blobs
+from flax import nnx
 
 from poisongate.detectors import base
 from poisongate.detectors import registry as detectors
@@ -205,6 +207,24 @@ def test_confident_learning_catches_flipped_labels_from_out_of_fold_probabilitie
     flagged = calibrated_flags("confident_learning", TRAINING, X, y, batch, flipped)
     poisoned = flipped != labels
     assert flagged[poisoned].all() and flagged[~poisoned].mean() <= 0.01
+
+
+def test_a_linear_label_model_ranks_every_flip_above_the_clean_rows():
+    """hidden: [] is softmax regression (no hidden layer), which is all that linearly separable classes need."""
+    from poisongate.learning import models
+
+    X, y = blobs(n_per_class=150)
+    batch, labels = blobs(n_per_class=100, seed=1)
+    flipped = labels.copy()
+    flipped[::10] = (flipped[::10] + 1) % 3
+    detector = detectors.make("confident_learning", {"hidden": [], "epochs": 20}).fit(X, y)
+    recipe = detector.options.recipe(len(X))
+    spec = models.model_spec(recipe, X, (0, 1, 2))
+    parameters = sum(a.size for a in jax.tree.leaves(nnx.state(models.build(spec), nnx.Param)))
+    assert parameters == (X.shape[1] + 1) * 3
+    scores = detector.score(batch, flipped)
+    poisoned = flipped != labels
+    assert scores[poisoned].min() > scores[~poisoned].max()
 
 
 def test_a_detectors_model_trains_fewer_epochs_on_a_larger_batch():
