@@ -167,7 +167,7 @@ class Recipe(Section):
 
     seed: int
     model: Literal["mlp", "cnn"]
-    hidden: Annotated[list[Count], Field(min_length=0)]
+    hidden: list[Count]  # [] is a linear model (softmax regression)
     epochs: Count
     batch_size: Count
     learning_rate: Positive

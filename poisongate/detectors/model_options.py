@@ -14,7 +14,7 @@ from poisongate.detectors.base import DetectorOptions
 class ModelOptions(DetectorOptions):
     seed: int = 0
     model: Literal["mlp", "cnn"] = "mlp"
-    hidden: list[int] = Field(default_factory=lambda: [128, 64], min_length=0)
+    hidden: list[int] = Field(default_factory=lambda: [128, 64])  # []: linear
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(0.002, gt=0)
