@@ -198,6 +198,20 @@ def test_near_duplicate_search_sees_copies_across_slice_borders(monkeypatch):
     assert whole[4000:4010].tolist() == list(range(1, 11)) and whole[:4000].sum() == 0
 
 
+def test_near_duplicate_grids_find_the_same_copies_on_threads_as_in_sequence(monkeypatch):
+    from poisongate.detectors import duplicates
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(6000, 16)).astype(np.float32)
+    X[5000:5020] = X[7] + rng.normal(0, 0.01, size=(20, 16))
+    trusted = rng.normal(size=(1000, 16)).astype(np.float32)
+    det = detectors.make("duplicates", {}).fit(trusted, np.zeros(1000, np.int32))
+    in_sequence = det.score(X, np.zeros(6000, np.int32))
+    monkeypatch.setattr(duplicates, "THREADED_ROWS", 0)
+    assert np.array_equal(det.score(X, np.zeros(6000, np.int32)), in_sequence)
+    assert in_sequence[5000:5020].tolist() == list(range(1, 21))
+
+
 @TRAINED
 def test_confident_learning_catches_flipped_labels_from_out_of_fold_probabilities():
     X, y = blobs(n_per_class=150)
