@@ -5,8 +5,8 @@ and batches of --rows rows, each size in a fresh process (its peak resident set 
 
 1. Speed of the feature detectors (robust_zscore, iqr_fence, mahalanobis, periodic_noise, batch_shift,
    batch_pattern, duplicates), fit on the reference, scoring the batch, vs IsolationForest (default settings: one
-   core; and with n_jobs=-1, as duplicates' grids use every core) fit on the same reference and scoring the same
-   batch. Medians of --repeats, interleaved.
+   core; and with n_jobs=-1, as duplicates' grids use every core past 100,000 rows) fit on the same reference and
+   scoring the same batch. Medians of --repeats, interleaved.
 2. Efficacy on the same rows: AUROC of the gate's combined feature p-value (its ranking of rows, from
    `poisoning_gate.screen` with those detectors) vs IsolationForest's score, on 1% of the batch poisoned with the
    product's own attacks (poisongate/attacks.py: gaussian_noise, outliers).
