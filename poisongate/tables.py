@@ -284,7 +284,7 @@ def release_memory(full: bool = True) -> None:
     heap, where freed arrays of under 32 MB stay). In one night's process at 1M rows each stage otherwise began
     0.8-1.0 GB above what it needed (issue 19). Within a stage, `full=False` collects only the young generations:
     a full collection walks every object (0.1-0.2 s once JAX is loaded) and, before the filter's model-based
-    detectors, lowered its 1M-row peak by nothing measurable (1.54-1.59 GB either way)."""
+    detectors, lowered its 1M-row peak by nothing measurable (1.54-1.60 GB either way)."""
     import gc
 
     gc.collect(2 if full else 1)
