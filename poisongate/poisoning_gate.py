@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from poisongate.config import FilterConfig
-from poisongate.detectors.base import Detector, row_chunks
+from poisongate.detectors.base import Detector, fused_scores, row_chunks
 from poisongate.detectors.registry import DETECTORS, make
 from poisongate.reports import progress
 from poisongate.schema import plain
@@ -237,8 +237,11 @@ def batch_threshold(scores: np.ndarray, fpr: float, floor: float) -> float:
 
 
 def score_chunk(fitted: dict[str, Detector], X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Every row-wise detector's scores of one chunk of rows."""
-    return {name: np.asarray(detector.score(X, y), np.float64) for name, detector in fitted.items()}
+    """Every row-wise detector's scores of one chunk of rows: those with a kernel in one compiled call."""
+    fused = {name: d for name, d in fitted.items() if d.kernel is not None}
+    scores = dict(zip(fused, fused_scores(list(fused.values()), X, y))) if fused else {}
+    return {name: np.asarray(scores[name] if name in scores else d.score(X, y), np.float64)
+            for name, d in fitted.items()}
 
 
 def score_in_process(fitted: dict[str, Detector], chunks: Chunks) -> list[dict[str, np.ndarray]]:

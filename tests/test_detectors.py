@@ -77,6 +77,24 @@ def test_scores_do_not_depend_on_chunking(monkeypatch):
     assert np.allclose(det.score(X, y), whole)
 
 
+def test_kernels_fused_into_one_call_score_as_each_detector_alone(monkeypatch):
+    from poisongate.poisoning_gate import score_chunk
+
+    X, y = blobs()
+    batch, labels = blobs(seed=1)
+    batch[:5] *= 20  # some rows far out, so that every score spreads
+    fitted = {name: detectors.make(name, {}).fit(X, y)
+              for name in ("robust_zscore", "iqr_fence", "mahalanobis", "periodic_noise", "knn_label")}
+    assert [name for name, d in fitted.items() if d.kernel is None] == ["knn_label"]  # scored on its own, beside
+    monkeypatch.setattr(base, "CHUNK_ROWS", 64)  # 600 rows -> 10 chunks, the last one padded
+    together = score_chunk(fitted, batch, labels)
+    for name, detector in fitted.items():
+        np.testing.assert_allclose(together[name], detector.score(batch, labels), rtol=1e-6, err_msg=name)
+    zscore = fitted["robust_zscore"]
+    np.testing.assert_allclose(together["robust_zscore"],
+                               np.max(np.abs(batch - zscore.median) / zscore.scale, axis=1), rtol=1e-6)
+
+
 TRAINING = {"epochs": 20, "hidden": [32, 16]}  # a small recipe: the synthetic classes are easy
 TRAINED = pytest.mark.slow  # trains models (compiling them is most of it): half a minute each on 2 cores
 ROW_DETECTORS = ["robust_zscore", "knn_label", "iqr_fence", "mahalanobis", "periodic_noise", "duplicates",

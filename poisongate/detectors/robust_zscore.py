@@ -1,12 +1,10 @@
-import jax
 import jax.numpy as jnp
 
-from poisongate.detectors.base import Detector, chunked
+from poisongate.detectors.base import Detector
 from poisongate.detectors.registry import register
 
 
-@jax.jit
-def _max_abs_z(X, y, median, scale):
+def max_abs_z(X, y, median, scale):
     return jnp.max(jnp.abs(X - median) / scale, axis=1)
 
 
@@ -16,10 +14,11 @@ class RobustZScore(Detector):
     description = "extreme values: the largest per-feature robust z-score |x - median| / scale (MAD)"
     reason = "a feature far outside the trusted data"
     row_wise = True
+    kernel = staticmethod(max_abs_z)
 
     def fit(self, X, y):
         self.median, self.scale = self.center_scale(X)
         return self
 
-    def score(self, X, y):
-        return chunked(_max_abs_z, X, y, self.median, self.scale)
+    def kernel_args(self):
+        return self.median, self.scale
