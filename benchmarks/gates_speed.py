@@ -7,7 +7,8 @@ and batches of --rows rows, each size in a fresh process (its peak resident set 
    batch_pattern, duplicates), fit on the reference, scoring the batch as the gate does (the detectors with a
    kernel in one compiled call per chunk; each one alone is timed too), vs IsolationForest (default settings: one
    core; and with n_jobs=-1, as duplicates' grids use every core past 100,000 rows) fit on the same reference and
-   scoring the same batch. Medians of --repeats, interleaved.
+   scoring the same batch. Medians of --repeats rounds, interleaved; below 1M rows more rounds (`rounds`), as the
+   shared machine's noise is larger than a 10k-row batch's milliseconds.
 2. Efficacy on the same rows: AUROC of the gate's combined feature p-value (its ranking of rows, from
    `poisoning_gate.screen` with those detectors) vs IsolationForest's score, on 1% of the batch poisoned with the
    product's own attacks (poisongate/attacks.py: gaussian_noise, outliers).
@@ -75,6 +76,11 @@ def feature_config(names):
     return cfg.model_copy(update={"detectors": {k: v for k, v in cfg.detectors.items() if k in names}})
 
 
+def rounds(n: int, repeats: int) -> int:
+    """--repeats at 1M rows, up to 10x as many on smaller batches: at 10k rows each round takes milliseconds."""
+    return repeats * min(10, max(1, 1_000_000 // max(n, 1)))
+
+
 def one_size(n: int, repeats: int, whole_gate: bool) -> dict:
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import roc_auc_score
@@ -103,10 +109,10 @@ def one_size(n: int, repeats: int, whole_gate: bool) -> dict:
     fns["isolation_forest"] = lambda: forest.score_samples(batch)
     fns["isolation_forest_all_cores"] = lambda: forest_all_cores.score_samples(batch)
     fused_scores(kernels, batch[:5000], labels[:5000])
-    seconds = median_seconds(fns, repeats)
+    seconds = median_seconds(fns, rounds(n, repeats))
     ours = seconds["kernels_fused"] + sum(seconds[name] for name, det in fitted.items() if det.kernel is None)
     one_by_one = sum(seconds[name] for name in FEATURE_DETECTORS)
-    result = {"rows": n, "seconds": seconds, "seconds_feature_detectors": ours,
+    result = {"rows": n, "rounds": rounds(n, repeats), "seconds": seconds, "seconds_feature_detectors": ours,
               "seconds_without_duplicates": ours - seconds["duplicates"],
               "seconds_one_by_one": one_by_one,
               "ratio_isolation_forest_over_one_by_one": seconds["isolation_forest"] / one_by_one,
