@@ -130,8 +130,8 @@ def _fused(kernels: tuple[Callable[..., Any], ...], X, y, args: tuple):
 
 def fused_scores(detectors: Sequence[Detector], X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """Each detector's `kernel` scores of the rows, all kernels in one compiled call per chunk (row_chunks). At 1M
-    rows x 64 features: robust_zscore, iqr_fence, mahalanobis and periodic_noise 0.30-0.35 s fused, 0.46-0.65 s
-    one by one."""
+    rows x 64 features: robust_zscore, iqr_fence, mahalanobis and periodic_noise 0.26 s fused, 0.45 s one by one
+    (benchmarks/results/gates_speed.json)."""
     kernels, args = tuple(d.kernel for d in detectors), tuple(d.kernel_args() for d in detectors)
     parts = [[np.asarray(s)[:real] for s in _fused(kernels, xs, ys, args)] for xs, ys, real in row_chunks(X, y)]
     if not parts:
