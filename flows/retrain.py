@@ -18,6 +18,7 @@ from poisongate.errors import GateRefused, PoisongateError, RegistryDamaged
 from poisongate.reports import console
 from poisongate.store import record, versioning
 from poisongate.store.lock import workspace_lock
+from poisongate.tables import frozen_survivors
 from poisongate.workspace import Workspace, new_run_id
 from tasks import STAGES, run_stage
 
@@ -40,7 +41,8 @@ def retrain(workspace: str = ".", attack: str | None = None, rate: float | None 
     ws = Workspace(workspace)
     options = configuration.run_options(attack, rate, batch)
     config = configuration.with_options(configuration.load(ws.params), options)
-    with workspace_lock(ws, config.data.lock_timeout_s):  # a second run on the workspace waits for the first
+    # a second run on the workspace waits for the first; each stage's collection skips what earlier ones kept
+    with workspace_lock(ws, config.data.lock_timeout_s), frozen_survivors():
         versioning.init(ws)
         run_id = new_run_id()
         record.mark_started(ws, run_id)

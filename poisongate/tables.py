@@ -1,12 +1,15 @@
 """Reading users' CSV, Parquet and .npz files (optionally gzipped) under a size limit, and writing Parquet."""
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import os
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -279,15 +282,35 @@ def release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
+_freezing = False  # within frozen_survivors(): a full collection's survivors are frozen
+
+
+@contextmanager
+def frozen_survivors() -> Iterator[None]:
+    """Within (one night), what is alive on entry and what survives each full collection is frozen
+    (`gc.freeze`), so a collection walks only what was made since. That is mostly the process's modules, compiled
+    functions and caches: 0.5-0.75 million objects once Prefect, GX and JAX are loaded, which every stage's
+    collection walked again (0.33-0.64 s each: 5.4 s of a digits night, 0.5 s frozen). On exit all is unfrozen:
+    what died in a cycle meanwhile is collected then."""
+    global _freezing
+    _freezing = True
+    gc.freeze()
+    try:
+        yield
+    finally:
+        _freezing = False
+        gc.unfreeze()
+
+
 def release_memory(full: bool = True) -> None:
     """After a stage: collect its garbage and hand freed memory back to the system (Arrow's pool and glibc's
     heap, where freed arrays of under 32 MB stay). In one night's process at 1M rows each stage otherwise began
     0.8-1.0 GB above what it needed (issue 19). Within a stage, `full=False` collects only the young generations:
-    a full collection walks every object (0.1-0.2 s once JAX is loaded) and, before the filter's model-based
+    a full collection walks every object not frozen (`frozen_survivors`) and, before the filter's model-based
     detectors, lowered its 1M-row peak by nothing measurable (1.54-1.60 GB either way)."""
-    import gc
-
     gc.collect(2 if full else 1)
+    if full and _freezing:
+        gc.freeze()
     release_arrow_memory()
     trim = _malloc_trim()
     if trim is not None:

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from poisongate import tables
 from poisongate.errors import PoisongateError
 from poisongate.schema import schema_from_reference, to_arrays
 from poisongate.sources import load_digits_frame, split_default
@@ -152,3 +153,24 @@ def test_tonight_rows_are_stamped_with_the_run_id_row_group_by_row_group(tmp_pat
     training_set.stamp(tmp_path / "clean.parquet", tmp_path / "training.parquet", "r2")
     expected = frame.assign(**{training_set.RUN: pd.array([r or "r2" for r in runs], dtype="string")})
     pd.testing.assert_frame_equal(read_table(tmp_path / "training.parquet"), expected)
+
+
+def test_a_nights_collections_skip_what_survived_and_its_end_frees_what_died_since():
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    with tables.frozen_survivors():
+        node = Node()
+        node.self = node  # a cycle: only the collector frees it
+        alive = weakref.ref(node)
+        tables.release_memory()  # it survives this stage's collection, so it is frozen
+        assert gc.get_freeze_count() > 0
+        del node
+        gc.collect()
+        assert alive() is not None  # frozen: later collections in the night do not walk it
+    gc.collect()
+    assert alive() is None  # the night is over: unfrozen and collected
+    assert gc.get_freeze_count() == 0

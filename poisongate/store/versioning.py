@@ -119,7 +119,10 @@ def record(ws: Workspace, stages: list[str], stores: tuple[str, ...] = STORES) -
     produced in dvc.lock (no git commit yet)."""
     run(ws, "dvc", "add", "-q", *stores)
     if stages:
-        run(ws, "dvc", "commit", "-f", "-q", *stages)
+        # DVC reads and rewrites dvc.lock once per target (0.35 s each at 10 stages' code deps): when every stage
+        # of dvc.yaml is to be committed, dvc.yaml is the one target (the same dvc.lock, 5.2-6.0 -> 1.8-2.3 s).
+        everything = set(stages) == set((yaml.safe_load((ws.root / "dvc.yaml").read_text()) or {}).get("stages", {}))
+        run(ws, "dvc", "commit", "-f", "-q", *(["dvc.yaml"] if everything else stages))
 
 
 def track_training_set(ws: Workspace) -> None:
