@@ -57,8 +57,8 @@ def main() -> None:
         baseline_code = None
         if args.baseline_rev:
             baseline_code = Path(d) / "baseline"
-            subprocess.run(["git", "worktree", "add", "-q", "--detach", baseline_code, args.baseline_rev], cwd=cli_loop.ROOT,
-                           check=True)
+            subprocess.run(["git", "worktree", "add", "-q", "--detach", baseline_code, args.baseline_rev],
+                           cwd=cli_loop.ROOT, check=True)
         try:
             rounds, baseline_rounds = [], []
             for r in range(args.repeats):

@@ -77,6 +77,28 @@ def test_scores_do_not_depend_on_chunking(monkeypatch):
     assert np.allclose(det.score(X, y), whole)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_the_one_selection_median_equals_numpys_bit_for_bit(dtype):
+    from poisongate.stats import median_kept
+
+    rng = np.random.default_rng(0)
+    for shape in [(1,), (2,), (7,), (8,), (5, 3), (6, 4), (3, 10, 4)]:
+        x = (rng.standard_normal(shape) * 3).astype(dtype)
+        if x.size > 2:
+            x.flat[1] = x.flat[2]  # a tie
+        variants = [x, np.where(rng.random(shape) < 0.7, 0, x).astype(dtype)]  # mostly zeros, as pixels are
+        if dtype is not np.int64:
+            nan = x.copy()
+            nan.flat[0] = np.nan
+            variants.append(nan)
+        for v in variants:
+            for axis in [None, *range(v.ndim)]:
+                expected = np.median(v, axis=axis, keepdims=True)
+                got = median_kept(v, axis)
+                assert got.dtype == expected.dtype and got.shape == expected.shape
+                np.testing.assert_array_equal(got, expected)
+
+
 def test_kernels_fused_into_one_call_score_as_each_detector_alone(monkeypatch):
     from poisongate.poisoning_gate import score_chunk
 
