@@ -82,6 +82,12 @@ def batch_projection(X_ref: np.ndarray, X: np.ndarray, quarantined: np.ndarray, 
     return fig
 
 
+# 250 early-exaggeration iterations and 250 more: half of scikit-learn's default, half the time (2,000 rows: 10 s
+# of a 10k night's record step). Trustworthiness (10 neighbours) 0.9809 vs 0.9819 on 2,000 synthetic rows,
+# 0.9927 vs 0.9928 on 1,500 digits.
+TSNE_ITERATIONS = 500
+
+
 def tsne_view(X_ref: np.ndarray, X: np.ndarray, quarantined: np.ndarray, influential: np.ndarray, max_rows: int,
               seed: int = 0) -> Figure:
     """Reference + batch in one t-SNE embedding (a seeded sample of the reference when there are more than
@@ -91,7 +97,8 @@ def tsne_view(X_ref: np.ndarray, X: np.ndarray, quarantined: np.ndarray, influen
     ref = np.sort(rng.permutation(len(X_ref))[:max(max_rows - len(keep), 0)])
     # n_jobs: the gradient on every core, the same embedding (each point's gradient is computed on its own)
     Z = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(ref) + len(keep) - 1) / 3),
-             n_jobs=-1).fit_transform(np.concatenate([X_ref[ref], X[keep]]).astype(np.float64))
+             max_iter=TSNE_ITERATIONS, n_jobs=-1).fit_transform(
+        np.concatenate([X_ref[ref], X[keep]]).astype(np.float64))
     Zr, Zb = Z[: len(ref)], Z[len(ref):]
     q, h = quarantined[keep], influential[keep]
     fig, ax = plt.subplots(figsize=(6, 5))
