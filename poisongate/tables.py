@@ -287,11 +287,11 @@ _freezing = False  # within frozen_survivors(): a full collection's survivors ar
 
 @contextmanager
 def frozen_survivors() -> Iterator[None]:
-    """Within (one night), what is alive on entry and what survives each full collection is frozen
-    (`gc.freeze`), so a collection walks only what was made since. That is mostly the process's modules, compiled
-    functions and caches: 0.5-0.75 million objects once Prefect, GX and JAX are loaded, which every stage's
-    collection walked again (0.33-0.64 s each: 5.4 s of a digits night, 0.5 s frozen). On exit all is unfrozen:
-    what died in a cycle meanwhile is collected then."""
+    """For one night: what is alive on entry and what survives each full collection is frozen (`gc.freeze`), so
+    a collection walks only what was made since. That is mostly the process's modules, compiled functions and
+    caches: 0.5-0.75 million objects once Prefect, GX and JAX are loaded, which every stage's collection walked
+    again (0.33-0.64 s each: 5.4 s of a digits night, 0.5 s frozen). On exit all is unfrozen: what died in a cycle
+    meanwhile is collected then."""
     global _freezing
     _freezing = True
     gc.freeze()
