@@ -109,10 +109,11 @@ def one_size(n: int, repeats: int, whole_gate: bool) -> dict:
     fns["isolation_forest"] = lambda: forest.score_samples(batch)
     fns["isolation_forest_all_cores"] = lambda: forest_all_cores.score_samples(batch)
     fused_scores(kernels, batch[:5000], labels[:5000])
-    seconds = median_seconds(fns, rounds(n, repeats))
+    n_rounds = rounds(n, repeats)
+    seconds = median_seconds(fns, n_rounds)
     ours = seconds["kernels_fused"] + sum(seconds[name] for name, det in fitted.items() if det.kernel is None)
     one_by_one = sum(seconds[name] for name in FEATURE_DETECTORS)
-    result = {"rows": n, "rounds": rounds(n, repeats), "seconds": seconds, "seconds_feature_detectors": ours,
+    result = {"rows": n, "rounds": n_rounds, "seconds": seconds, "seconds_feature_detectors": ours,
               "seconds_without_duplicates": ours - seconds["duplicates"],
               "seconds_one_by_one": one_by_one,
               "ratio_isolation_forest_over_one_by_one": seconds["isolation_forest"] / one_by_one,

@@ -29,7 +29,7 @@ def median_kept(x: np.ndarray, axis: int | None = None) -> np.ndarray:
     middle = part[..., n // 2]
     if n % 2 == 0:  # np.median's mean of the two middle values: (lower + upper) / 2 in the input's precision
         middle = (np.max(part[..., : n // 2], axis=-1) + middle) / x.dtype.type(2)
-    middle = np.where(np.isnan(along).any(axis=-1), x.dtype.type(np.nan), middle).astype(x.dtype)
+    middle = np.where(np.isnan(along).any(axis=-1), x.dtype.type(np.nan), middle)
     if axis is None:
         return middle.reshape((1,) * x.ndim)
     return np.expand_dims(middle, axis)
