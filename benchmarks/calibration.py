@@ -3,7 +3,8 @@
 Part 1, clean nights through the real CLI loop: per dataset a fresh workspace with the shipped params.yaml (only
 data.* set to the user's files), the trusted reference and holdout written once, and each night's clean batch
 dropped as incoming.csv before `poisongate run`. Counted: batches refused, clean models refused, clean rows
-quarantined (targets: at most 1 in 50, 1 in 20, 0.5%).
+quarantined (targets: at most 1 in 50, 1 in 20, 0.5%). The quarantine is also split into the filter's (before
+training) and the audit's (after training: it flags accepted rows at audit.false_alarm_rate each, by design).
 
 Part 2, attacks: every attack of poisongate/attacks.py at each rate on one batch per dataset, screened by the
 poisoning gate (the library function the filter stage calls). Side by side on the same rows: cleanlab's
@@ -82,18 +83,33 @@ def clean_nights(name: str, X, y, nights: int) -> dict:
             frame(X[part], y[part], part).to_csv(files / "incoming.csv", index=False)
             proc, seconds, last = cli_loop.night(ws, env)
             line = [x for x in (proc.stdout + proc.stderr).strip().splitlines() if x.startswith("poisongate:")]
+            stages = stages_of(ws, last)
             rows.append({"night": night, "batch_rows": len(part), "exit_status": proc.returncode,
                          "seconds": round(seconds, 1), "decision": last.get("decision"),
-                         "quarantined": last.get("quarantined"), "train_rows": last.get("train_rows"),
+                         "quarantined": last.get("quarantined"),
+                         "quarantined_by_filter": stages.get("filter", {}).get("quarantined"),
+                         "flagged_by_audit": stages.get("audit", {}).get("flagged"),
+                         "train_rows": last.get("train_rows"),
                          "holdout_accuracy": last.get("holdout_accuracy"), "message": line[-1] if line else ""})
             print(f"  {name} night {night}: {rows[-1]['decision']} quarantined {rows[-1]['quarantined']}/{len(part)}"
+                  f" (filter {rows[-1]['quarantined_by_filter']}, audit {rows[-1]['flagged_by_audit']})"
                   f" {seconds:.0f} s  {rows[-1]['message'][:160]}", flush=True)
     batch_rows = sum(r["batch_rows"] for r in rows)
     return {"dataset": name, "rows": len(y), "features": X.shape[1], "classes": int(len(np.unique(y))),
             "nights": rows,
             "batches_refused": sum(r["decision"] == "refused-batch" for r in rows),
             "models_refused": sum(r["decision"] == "refused-model" for r in rows),
-            "clean_rows_quarantined_share": sum(r["quarantined"] or 0 for r in rows) / max(batch_rows, 1)}
+            "clean_rows_quarantined_share": sum(r["quarantined"] or 0 for r in rows) / max(batch_rows, 1),
+            "clean_rows_quarantined_by_filter_share": sum(r["quarantined_by_filter"] or 0 for r in rows)
+            / max(batch_rows, 1),
+            "clean_rows_flagged_by_audit_share": sum(r["flagged_by_audit"] or 0 for r in rows) / max(batch_rows, 1)}
+
+
+def stages_of(ws: Path, history_row: dict) -> dict:
+    """The night's stage reports (runs/<run_id>.json): the filter's quarantine and the audit's flags apart, where
+    the history row counts them together."""
+    report = ws / "runs" / f"{history_row.get('run_id')}.json"
+    return json.loads(report.read_text()).get("stages", {}) if report.is_file() else {}
 
 
 def cleanlab_issues(X_ref, y_ref, X, y) -> np.ndarray:
@@ -188,6 +204,9 @@ def main() -> None:
         "batches_refused": sum(n["decision"] == "refused-batch" for n in nights),
         "models_refused": sum(n["decision"] == "refused-model" for n in nights),
         "clean_rows_quarantined_share": sum(n["quarantined"] or 0 for n in nights) / max(rows, 1),
+        "clean_rows_quarantined_by_filter_share": sum(n.get("quarantined_by_filter") or 0 for n in nights)
+        / max(rows, 1),
+        "clean_rows_flagged_by_audit_share": sum(n.get("flagged_by_audit") or 0 for n in nights) / max(rows, 1),
         "attack_cells": len(result["attacks"]),
         "attack_cells_beating_baseline": sum(bool(c.get("beats_baseline")) for c in result["attacks"]),
     }
