@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache, wraps
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -238,36 +238,12 @@ def _decimal_scan_from_dtype() -> None:
     util.does_ndarray_contain_decimal_dtype = contains_decimal
 
 
-def _kwargs_from_one_configuration() -> None:
-    """GX 1.24's `Expectation._get_domain_kwargs` and `_get_success_kwargs` rebuild the expectation's whole
-    configuration (a pydantic `dict()` and an ExpectationConfiguration) once per key they look up: 42,100 times
-    in a digits night's 455 expectations, most of its 6 s validation. The configuration is a function of the
-    expectation's fields, which nothing changes while they are read, so these read it once per call: the same
-    kwargs (a test compares them with GX's own) and the same validation results. Installed once, by `_context`."""
-    from great_expectations.expectations.expectation import Expectation
-
-    @wraps(Expectation._get_domain_kwargs)
-    def _get_domain_kwargs(self):
-        given = self.configuration.kwargs
-        return {key: given.get(key, self._get_default_value(key)) for key in self.domain_keys}
-
-    @wraps(Expectation._get_success_kwargs)
-    def _get_success_kwargs(self):
-        given = self.configuration.kwargs
-        return {**{key: given.get(key, self._get_default_value(key)) for key in self.success_keys},
-                **self._get_domain_kwargs()}
-
-    Expectation._get_domain_kwargs = _get_domain_kwargs
-    Expectation._get_success_kwargs = _get_success_kwargs
-
-
 @lru_cache(maxsize=1)
 def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     _decimal_scan_from_dtype()
-    _kwargs_from_one_configuration()
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -230,33 +230,3 @@ def test_gx_answers_whether_a_numeric_column_holds_decimals_from_its_dtype():
     assert not util.does_ndarray_contain_decimal_dtype(data=np.zeros(1000, np.float32).view(_NotIterable))
     assert util.does_ndarray_contain_decimal_dtype(data=np.array([1.0, Decimal("2.5")], dtype=object))
     assert not util.does_ndarray_contain_decimal_dtype(data=np.array([1.0, "x"], dtype=object))
-
-
-def test_gx_reads_an_expectations_configuration_once_per_lookup_with_gx_own_kwargs(suite):
-    import great_expectations as gx
-    from great_expectations.expectations.expectation import Expectation
-
-    from poisongate import data_gate
-
-    data_gate._context()  # installs the data gate's GX fixes, as for every validation
-    reads = 0
-    configuration = Expectation.configuration
-
-    def counted(self):
-        nonlocal reads
-        reads += 1
-        return configuration.fget(self)
-
-    expectations = gx.ExpectationSuite(name="t", expectations=suite["expectations"]).expectations
-    for method in ("_get_domain_kwargs", "_get_success_kwargs"):
-        gx_own = getattr(Expectation, method).__wrapped__
-        for e in expectations:
-            ours = getattr(e, method)()
-            assert list(ours.items()) == list(gx_own(e).items()), (method, type(e).__name__)
-    Expectation.configuration = property(counted)
-    try:
-        for e in expectations:
-            e._get_success_kwargs()
-    finally:
-        Expectation.configuration = configuration
-    assert reads == 2 * len(expectations)  # its own, and its domain's: not one per key
