@@ -3,12 +3,13 @@
 Influence is TracIn (Pruthi et al. 2020) over the candidate's training trajectory (its Orbax checkpoints): a
 gradient step on row i at checkpoint c changes a holdout loss L by about -lr <grad l_i(c), grad L(c)>, so a row's
 harm to L is the sum over checkpoints of lr times minus that dot product. L is each class's holdout loss and a
-row's harm the largest over classes: per-example gradients (vmap, jitted, chunked) dotted with one direction per
-class.
+row's harm the largest over classes: each row's dot with one direction per class is a forward-mode derivative
+(`gradient_dots`: jitted, over chunks of rows).
 
 Tonight's rows are judged against the trusted rows' harm (trained on alike, so exchangeable with clean rows
 under the null) by a conformal p-value; a row at or below audit.false_alarm_rate is flagged, so a clean batch
-has at most that share flagged in expectation."""
+has at most that share flagged in expectation, over draws of the trusted rows (with one fixed reference, a
+night's share can sit above it: README "The audit")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
