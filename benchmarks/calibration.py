@@ -94,15 +94,19 @@ def clean_nights(name: str, X, y, nights: int) -> dict:
             print(f"  {name} night {night}: {rows[-1]['decision']} quarantined {rows[-1]['quarantined']}/{len(part)}"
                   f" (filter {rows[-1]['quarantined_by_filter']}, audit {rows[-1]['flagged_by_audit']})"
                   f" {seconds:.0f} s  {rows[-1]['message'][:160]}", flush=True)
-    batch_rows = sum(r["batch_rows"] for r in rows)
     return {"dataset": name, "rows": len(y), "features": X.shape[1], "classes": int(len(np.unique(y))),
             "nights": rows,
             "batches_refused": sum(r["decision"] == "refused-batch" for r in rows),
             "models_refused": sum(r["decision"] == "refused-model" for r in rows),
-            "clean_rows_quarantined_share": sum(r["quarantined"] or 0 for r in rows) / max(batch_rows, 1),
-            "clean_rows_quarantined_by_filter_share": sum(r["quarantined_by_filter"] or 0 for r in rows)
-            / max(batch_rows, 1),
-            "clean_rows_flagged_by_audit_share": sum(r["flagged_by_audit"] or 0 for r in rows) / max(batch_rows, 1)}
+            **clean_row_shares(rows)}
+
+
+def clean_row_shares(nights: list[dict]) -> dict[str, float]:
+    """Shares of the nights' clean rows quarantined (filter and audit together, as the history row counts them),
+    quarantined by the filter, and flagged by the audit."""
+    rows = max(sum(n["batch_rows"] for n in nights), 1)
+    return {f"clean_rows_{key}_share": sum(n.get(key) or 0 for n in nights) / rows
+            for key in ("quarantined", "quarantined_by_filter", "flagged_by_audit")}
 
 
 def stages_of(ws: Path, history_row: dict) -> dict:
@@ -198,15 +202,11 @@ def main() -> None:
             result["attacks"] += attacks_on(name, *data[name], args.rates, args.attacks or sorted(ATTACKS), config)
             write(result, args.out)
     nights = [n for d in result["loop"] for n in d["nights"]]
-    rows = sum(n["batch_rows"] for n in nights)
     result["summary"] = {
         "clean_nights": len(nights),
         "batches_refused": sum(n["decision"] == "refused-batch" for n in nights),
         "models_refused": sum(n["decision"] == "refused-model" for n in nights),
-        "clean_rows_quarantined_share": sum(n["quarantined"] or 0 for n in nights) / max(rows, 1),
-        "clean_rows_quarantined_by_filter_share": sum(n.get("quarantined_by_filter") or 0 for n in nights)
-        / max(rows, 1),
-        "clean_rows_flagged_by_audit_share": sum(n.get("flagged_by_audit") or 0 for n in nights) / max(rows, 1),
+        **clean_row_shares(nights),
         "attack_cells": len(result["attacks"]),
         "attack_cells_beating_baseline": sum(bool(c.get("beats_baseline")) for c in result["attacks"]),
     }
